@@ -1,0 +1,9 @@
+"""Intelligent agents (chapter 10): the perceive-decide-act-evaluate loop, DQN and actor-critic.
+
+`lab.agents.env` holds the loop and environments, `lab.agents.dqn` the single-process DQN,
+`lab.agents.actor_critic` the actor-critic model (registered as model "actor_critic") and the
+single-process A2C reference trainer. The distributed trainer sees the actor-critic through the
+"cartpole" task in `lab.tasks.control`, so `sync` trains it as A2C and `async` as A3C.
+"""
+from .env import (DEFAULT_ENV, Episode, evaluate_policy, greedy_policy, make_env,  # noqa: F401
+                  random_policy, run_episode)

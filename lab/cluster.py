@@ -1,0 +1,345 @@
+"""The cluster: ipyparallel engines as workers, joined in one torch.distributed process group.
+
+Chapter 00 starts here. Engines are separate processes started by ipyparallel (never forked
+from the notebook, so CUDA in the notebook stays safe). `Cluster.start` gives each engine a rank,
+a device (GPU `rank mod n_gpus`, else a fair share of the CPU threads) and joins them in a
+process group that lives as long as the cluster (gloo on CPU or a shared GPU, NCCL when each
+worker owns a GPU), rendezvousing on a fresh port bound to loopback.
+
+Lifecycle: `start` / `stop` (also a context manager), `attach` for a cluster somebody else
+started (`ipcluster start`, or ipyparallel's MPI / SSH / Slurm / PBS launchers: the path past
+one machine). Re-running `Cluster.start` reuses the running cluster when it fits, or replaces
+it; a restarted kernel reconnects to it. A lease file keeps the engines alive only while a
+notebook holds the cluster: after a crash they exit by themselves within `grace_s` seconds.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from .errors import WorkerError, check
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _ipython_dir() -> Path:
+    return Path(os.environ.get("IPYTHONDIR") or PROJECT_DIR / ".ipython")
+
+
+class _Lease:
+    """Touches a file every few seconds while the notebook holds the cluster (see worker.start_watchdog)."""
+
+    def __init__(self, path: Path, every: float = 3.0):
+        self.path, self.every = path, every
+        self._stop = threading.Event()
+        self.touch()
+        self._thread = threading.Thread(target=self._run, name="lab-lease", daemon=True)
+        self._thread.start()
+
+    def touch(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            try:
+                self.touch()
+            except OSError:
+                pass
+
+    def close(self, remove: bool = True):
+        self._stop.set()
+        if remove:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+
+class Cluster:
+    """N workers (ipyparallel engines) in one torch.distributed process group.
+
+    Use `Cluster.start(workers=2)` for a local cluster or `Cluster.attach(...)` for a running one.
+
+    Example:
+        >>> from lab import Cluster, RunConfig
+        >>> with Cluster.start(workers=2) as cluster:
+        ...     run = cluster.train(RunConfig(steps=300))
+        ...     run.wait()
+    """
+    _live: dict = {}   # cluster_id -> Cluster started by this kernel (re-running a cell reuses it)
+
+    def __init__(self, client, ipp_cluster=None, engine_ids: Optional[List[int]] = None, infos=None,
+                 cluster_id: str = "", lease: Optional[_Lease] = None, timeout_s: float = 30.0):
+        self.client = client
+        self.ipp = ipp_cluster
+        self.engine_ids = list(engine_ids or sorted(client.ids))
+        self.view = client.direct_view(self.engine_ids)   # rank r is engine_ids[r]
+        self.infos = infos or []
+        self.cluster_id = cluster_id
+        self.lease = lease
+        self.timeout_s = timeout_s
+
+    # -- starting -------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, workers: int = 2, *, device: str = "auto", threads: Optional[int] = None,
+              cluster_id: str = "lab", host: str = "127.0.0.1", timeout_s: float = 30.0,
+              grace_s: float = 120.0, reuse: bool = True) -> "Cluster":
+        """Start `workers` local engines (or reuse the running cluster with that id).
+
+        Args:
+            workers: number of workers (engines), >= 1.
+            device: "auto" (a GPU per worker, `rank mod n_gpus`, when CUDA exists), "cpu" or "cuda".
+            threads: torch threads per worker; default: the machine's cores / workers.
+            cluster_id: names the cluster, so a restarted kernel finds it again.
+            host: the address everything listens on; loopback unless you ask otherwise.
+            timeout_s: timeout for start-up and for collectives (a dead peer becomes an error).
+            grace_s: engines exit by themselves this long after the notebook lets go.
+            reuse: reuse a running cluster of the same id and size instead of replacing it.
+        Returns:
+            a Cluster whose engines are ready, ranks 0..workers-1.
+        """
+        check(isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 256,
+              "workers", "an integer in [1, 256]", workers)
+        check(device in ("auto", "cpu", "cuda"), "device", "one of auto, cpu, cuda", device)
+        check(threads is None or (isinstance(threads, int) and threads >= 1), "threads", "an integer >= 1 or None", threads)
+        check(isinstance(timeout_s, (int, float)) and 1 <= timeout_s <= 3600, "timeout_s", "a number in [1, 3600]", timeout_s)
+        live = cls._live.get(cluster_id)
+        if live is not None:
+            if reuse and live.alive() and live.workers == workers:
+                return live
+            live.stop()
+        if reuse:
+            found = cls._reconnect(cluster_id, workers, timeout_s, grace_s)
+            if found is not None:
+                return found
+        return cls._start_new(workers, device, threads, cluster_id, host, timeout_s, grace_s)
+
+    @classmethod
+    def _start_new(cls, workers, device, threads, cluster_id, host, timeout_s, grace_s):
+        import ipyparallel as ipp
+        ipp_cluster = ipp.Cluster(
+            n=workers, cluster_id=cluster_id, profile_dir=str(cls._profile_dir()), controller_ip=host,
+            controller_args=["--HeartMonitor.period=500"],  # dead engines noticed in ~seconds, start in ~2 s
+            shutdown_atexit=False, log_level=40)
+        ipp_cluster.start_cluster_sync()
+        try:
+            client = ipp_cluster.connect_client_sync()
+            client.wait_for_engines(workers, timeout=timeout_s)
+            lease = _Lease(cls._profile_dir() / "security" / f"lab-lease-{cluster_id}")
+            self = cls(client, ipp_cluster, sorted(client.ids)[:workers], cluster_id=cluster_id,
+                       lease=lease, timeout_s=timeout_s)
+            pid = getattr(ipp_cluster.controller, "pid", None)
+            self._call_all("start_watchdog", [(str(lease.path), grace_s, pid if r == 0 else None)
+                                              for r in range(workers)])
+            self._setup(device, threads, host)
+        except BaseException:
+            ipp_cluster.stop_cluster_sync()
+            raise
+        cls._live[cluster_id] = self
+        return self
+
+    @classmethod
+    def _reconnect(cls, cluster_id, workers, timeout_s, grace_s) -> Optional["Cluster"]:
+        """Reconnect to a cluster this project started earlier (e.g. before a kernel restart)."""
+        import ipyparallel as ipp
+        try:
+            ipp_cluster = ipp.Cluster.from_file(profile_dir=str(cls._profile_dir()), cluster_id=cluster_id)
+        except Exception:
+            return None
+        try:
+            client = ipp_cluster.connect_client_sync()
+            client.wait_for_engines(workers, timeout=min(5.0, timeout_s))
+            ids = sorted(client.ids)
+            infos = [client[i].apply_async(_call, "info").get(timeout=5) for i in ids]
+            order = sorted(ids, key=lambda i: infos[ids.index(i)]["rank"] if infos[ids.index(i)]["rank"] is not None else -1)
+            infos = sorted(infos, key=lambda d: d["rank"] if d["rank"] is not None else -1)
+            if len(ids) != workers or not all(d["initialized"] and d["world"] == workers for d in infos):
+                raise RuntimeError("does not fit")
+        except Exception:
+            try:
+                ipp_cluster.stop_cluster_sync()
+            except Exception:
+                pass
+            return None
+        lease = _Lease(cls._profile_dir() / "security" / f"lab-lease-{cluster_id}")
+        self = cls(client, ipp_cluster, order, infos, cluster_id=cluster_id, lease=lease, timeout_s=timeout_s)
+        cls._live[cluster_id] = self
+        return self
+
+    @classmethod
+    def attach(cls, *, profile: Optional[str] = None, cluster_id: str = "", workers: Optional[int] = None,
+               profile_dir: Optional[str] = None, device: str = "auto", threads: Optional[int] = None,
+               host: str = "127.0.0.1", timeout_s: float = 30.0) -> "Cluster":
+        """Use a running ipyparallel cluster (e.g. `ipcluster start -n 4`, or MPI / SSH / Slurm launchers).
+
+        Its engines must have `lab` installed. `host` is the address rank 0 listens on for the
+        rendezvous: give rank 0's network address when engines run on several machines.
+        The cluster's owner stops it; `stop()` here only lets go of it.
+        """
+        import ipyparallel as ipp
+        if cluster_id or profile_dir:
+            kw = {"cluster_id": cluster_id}
+            kw.update({"profile_dir": profile_dir} if profile_dir else {"profile": profile or "default"})
+            client = ipp.Cluster.from_file(**kw).connect_client_sync()
+        else:
+            client = ipp.Client(profile=profile or "default", timeout=timeout_s)
+        if workers:
+            client.wait_for_engines(workers, timeout=timeout_s)
+        ids = sorted(client.ids)[: workers or None]
+        check(len(ids) >= 1, "workers", "at least one running engine in the attached cluster", len(ids))
+        self = cls(client, None, ids, cluster_id=cluster_id, timeout_s=timeout_s)
+        self._setup(device, threads, host)
+        return self
+
+    def _setup(self, device, threads, host):
+        n = self.workers
+        infos = self._call_all("info", [()] * n)
+        gpus = min(d["cuda"] for d in infos)
+        use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
+        if use_gpu and gpus == 0:
+            raise WorkerError("device='cuda' was asked for but the engines see no GPU")
+        # engines on one host share its cores; several hosts each have their own
+        per_host = {}
+        for d in infos:
+            per_host[d["host"]] = per_host.get(d["host"], 0) + 1
+        cores = os.cpu_count() or 1
+        devices = [f"cuda:{r % gpus}" if use_gpu else "cpu" for r in range(n)]
+        backend = "nccl" if use_gpu and n <= gpus else "gloo"
+        port = self.view.client[self.engine_ids[0]].apply_async(_call, "listen_port", host).get(timeout=self.timeout_s)
+        args = [(r, n, host, port, devices[r], threads or max(1, cores // per_host[infos[r]["host"]]),
+                 backend, self.timeout_s) for r in range(n)]
+        self.infos = self._call_all("setup", args)
+
+    # -- using --------------------------------------------------------------------------------
+    @property
+    def workers(self) -> int:
+        return len(self.engine_ids)
+
+    @property
+    def pids(self) -> List[int]:
+        return [d["pid"] for d in self.infos]
+
+    def _call_all(self, fn: str, args_per_rank, timeout: Optional[float] = None):
+        """Call `lab.worker.<fn>` on every rank at once; raise WorkerError naming a failed rank."""
+        ars = [self.client[e].apply_async(_call, fn, *a) for e, a in zip(self.engine_ids, args_per_rank)]
+        out = []
+        for r, ar in enumerate(ars):
+            try:
+                out.append(ar.get(timeout=timeout or self.timeout_s))
+            except Exception as e:
+                raise WorkerError(f"worker {r} (engine {self.engine_ids[r]}) failed in {fn}: "
+                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        return out
+
+    def call(self, rank: int, fn: str, *args, timeout: Optional[float] = None):
+        """Call `lab.worker.<fn>(*args)` on one rank and return its result."""
+        return self.client[self.engine_ids[rank]].apply_async(_call, fn, *args).get(timeout=timeout or self.timeout_s)
+
+    def alive(self) -> bool:
+        """True when every worker's engine process is still there (checked locally, at once)."""
+        try:
+            if self.client._closed:
+                return False
+        except AttributeError:
+            pass
+        return all(_pid_alive(p) for p in self.pids) if self.ipp is not None else \
+            set(self.engine_ids) <= set(self.client.ids)
+
+    def dead_workers(self) -> List[int]:
+        """Ranks whose engine process has died (local clusters) or unregistered (others)."""
+        if self.ipp is not None:
+            return [r for r, p in enumerate(self.pids) if not _pid_alive(p)]
+        ids = set(self.client.ids)
+        return [r for r, e in enumerate(self.engine_ids) if e not in ids]
+
+    def train(self, cfg=None, **changes):
+        """Start a training run in the background and return its `lab.runs.Run` at once.
+
+        Args:
+            cfg: a RunConfig (default: RunConfig()).
+            **changes: knobs to change on a copy of cfg, e.g. `lr=0.1, strategy="sync"`.
+        """
+        from .config import RunConfig
+        from .runs import Run
+        cfg = (cfg or RunConfig()).replace(**changes)
+        return Run.start(self, cfg)
+
+    # -- stopping -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the engines and the controller (only let go of an attached cluster)."""
+        Cluster._live.pop(self.cluster_id, None)
+        if self.lease is not None:
+            self.lease.close()
+        try:
+            self.client.close()
+        except Exception:
+            pass
+        if self.ipp is not None:
+            try:
+                self.ipp.stop_cluster_sync()
+            except Exception:
+                pass
+            for p in self.pids:  # belt and braces: nothing may outlive stop()
+                _kill(p)
+
+    def restart(self) -> "Cluster":
+        """A fresh cluster of the same size (after a worker died, the process group is broken)."""
+        n, cid = self.workers, self.cluster_id
+        self.stop()
+        return Cluster.start(n, cluster_id=cid, timeout_s=self.timeout_s, reuse=False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        devs = ", ".join(sorted({d["device"] for d in self.infos})) if self.infos else "?"
+        backend = self.infos[0]["backend"] if self.infos else "?"
+        state = "running" if self.alive() else "stopped"
+        return f"<Cluster {self.cluster_id or '(attached)'}: {self.workers} workers on {devs}, {backend}, {state}>"
+
+    @staticmethod
+    def _profile_dir() -> Path:
+        return _ipython_dir() / "profile_lab"
+
+
+def _call(fn: str, *args):
+    """Runs on an engine: call `lab.worker.<fn>`. Sent by name, so engines import their own `lab`."""
+    from lab import worker
+    return getattr(worker, fn)(*args)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie still answers kill(0): look at its state
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def _kill(pid: int, wait: float = 3.0) -> None:
+    import signal
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.time() + wait
+    while time.time() < deadline and _pid_alive(pid):
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass

@@ -1,0 +1,43 @@
+"""`randomk`: send k randomly chosen entries, the same ones on every worker (chapter 07, gradient compression).
+
+The indices come from a seed derived from the tensor's name and how many times that name has
+been compressed (the step), so every worker draws the same indices without sending them, and
+the values can be summed by a plain all-reduce. Kept values are scaled by numel / k, which makes
+the compressor unbiased: E[decompress(compress(x))] = x.
+"""
+import zlib
+
+import torch
+
+from . import compressor
+from .base import Base, numel
+
+
+@compressor("randomk")
+class RandomK(Base):
+    allreduce = True
+
+    def __init__(self, cfg=None):
+        super().__init__(cfg)
+        self.steps = {}  # name -> times compressed; advances in lockstep on every worker
+
+    def k(self, n: int) -> int:
+        return max(1, min(n, int(self.cfg.ratio * n)))
+
+    def compress(self, tensor, name):
+        step = self.steps.get(name, 0)
+        self.steps[name] = step + 1
+        # crc32, not hash(): Python salts str hashes per process, and workers must agree
+        gen = torch.Generator().manual_seed((zlib.crc32(name.encode()) << 32) + step)
+        flat = tensor.reshape(-1)
+        idx = torch.randperm(flat.numel(), generator=gen)[: self.k(flat.numel())].to(flat.device)
+        return [flat[idx]], (idx, tensor.shape)
+
+    def decompress(self, payload, ctx):
+        idx, shape = ctx
+        n = numel(shape)
+        out = torch.zeros(n, dtype=payload[0].dtype, device=payload[0].device)
+        return out.index_copy_(0, idx, payload[0] * (n / idx.numel())).view(shape)
+
+    def payload_bytes(self, shape, itemsize=4):
+        return self.k(numel(shape)) * itemsize  # values only: indices are re-drawn, not sent

@@ -1,0 +1,357 @@
+"""Runs: start training on the cluster, stream every record to the notebook, save, reload.
+
+Chapter 00 introduces them. `Run.start` (or `Cluster.train`) returns at once: the engines
+train in background threads while the kernel stays idle. `poll()` fetches the records every
+worker produced since the last poll (engines keep all of them, so none is lost even if polls
+are late or the kernel restarts), appends them to `runs/<id>/records.jsonl` and hands them to
+subscribers such as the live dashboard. `set(lr=...)`, `pause()`, `resume()` and `stop()` reach
+every worker at the same step (see `lab.control`). A dead worker becomes a `WorkerError` within
+a poll or two, never a hang. `load_run(path)` reloads a saved run for comparison.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from .cluster import _call
+from .config import RunConfig, set_path
+from .errors import WorkerError
+
+DONE = ("finished", "stopped", "failed")
+TEST_METRICS = ("test_acc", "perplexity", "return", "test_loss")
+
+
+class RunData:
+    """A run's config, records and metadata, live or reloaded; the analysis helpers."""
+
+    def __init__(self, run_id: str, cfg: RunConfig, records: List[dict], meta: dict, path: Optional[Path]):
+        self.id, self.cfg, self.records, self.meta, self.path = run_id, cfg, records, meta, path
+
+    @property
+    def label(self) -> str:
+        return self.cfg.name or self.id
+
+    @property
+    def workers(self) -> int:
+        return int(self.meta.get("workers") or (max((r["rank"] for r in self.records), default=0) + 1))
+
+    def by_rank(self) -> Dict[int, List[dict]]:
+        out: Dict[int, List[dict]] = {}
+        for r in self.records:
+            out.setdefault(r["rank"], []).append(r)
+        return out
+
+    def series(self, key: str, rank: Optional[int] = None):
+        """(steps, values, times) of `key` over the records that carry it."""
+        rows = [r for r in self.records if r.get(key) is not None and (rank is None or r["rank"] == rank)]
+        return [r["step"] for r in rows], [r[key] for r in rows], [r["t"] for r in rows]
+
+    def final(self, key: str = "test_acc"):
+        vals = self.series(key)[1]
+        return vals[-1] if vals else None
+
+    def time_to(self, key: str, threshold: float, higher_is_better: bool = True):
+        """Seconds until `key` first reached `threshold` (None if never)."""
+        _, vals, ts = self.series(key)
+        for v, t in zip(vals, ts):
+            if (v >= threshold) if higher_is_better else (v <= threshold):
+                return t
+        return None
+
+    def summary(self) -> dict:
+        """Final test metrics, per-worker throughput and bytes per step, wall time."""
+        per = {}
+        for rank, rows in sorted(self.by_rank().items()):
+            busy = sum(r["step_s"] for r in rows)
+            per[rank] = {
+                "steps": len(rows),
+                "throughput": sum(r["n"] for r in rows) / busy if busy else 0.0,
+                "bytes_sent_per_step": sum(r["bytes_sent"] for r in rows) / len(rows),
+                "bytes_recv_per_step": sum(r["bytes_recv"] for r in rows) / len(rows),
+                "compute_s": sum(r["compute_s"] for r in rows), "comm_s": sum(r["comm_s"] for r in rows),
+                "wait_s": sum(r["wait_s"] for r in rows), "sim_link_s": sum(r["sim_link_s"] for r in rows),
+            }
+        unit = self.records[0]["unit"] if self.records else "samples"
+        out = {"id": self.id, "label": self.label, "strategy": self.cfg.strategy.name,
+               "compressor": self.cfg.strategy.compression.name, "workers": self.workers,
+               "status": self.meta.get("status"), "unit": unit,
+               "steps": max((r["step"] for r in self.records), default=-1) + 1,
+               "wall_s": max((r["t"] for r in self.records), default=0.0),
+               "throughput_total": sum(p["throughput"] for p in per.values()),
+               "per_worker": per}
+        for key in TEST_METRICS:
+            v = self.final(key)
+            if v is not None:
+                out[key] = v
+        if self.meta.get("error"):
+            out["error"] = self.meta["error"]
+        return out
+
+    def __repr__(self):
+        s = self.summary()
+        metric = next((f"{k}={s[k]:.4g}" for k in TEST_METRICS if k in s), "")
+        return f"<Run {self.id}: {s['strategy']}, {s['workers']} workers, {s['steps']} steps, {s['status']} {metric}>"
+
+
+class Run(RunData):
+    """A live run on a cluster. Created by `Run.start(cluster, cfg)` or `cluster.train(cfg)`."""
+
+    def __init__(self, cluster, run_id, cfg, path: Path):
+        super().__init__(run_id, cfg, [], {"status": "starting", "workers": cluster.workers,
+                                          "events": [], "cluster": repr(cluster)}, path)
+        self.cluster = cluster
+        self._cursor = [0] * cluster.workers
+        self._ck_version = -1
+        self._status = ["starting"] * cluster.workers
+        self._steps = [0] * cluster.workers
+        self._subscribers: List[Callable[["Run", List[dict]], None]] = []
+        self._cmd = 0
+        self._task: Optional[asyncio.Task] = None
+        self._t0 = time.time()
+        self._paused = False
+
+    # -- starting -------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, cluster, cfg: RunConfig) -> "Run":
+        """Validate `cfg`, save it under `runs/<id>/`, and start every worker's training thread."""
+        cfg.validate(workers=cluster.workers)
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}-{uuid.uuid4().hex[:6]}"
+        path = Path(cfg.runs_dir) / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        self = cls(cluster, run_id, cfg, path)
+        _write_json(path / "config.json", cfg.to_dict())
+        self._save_meta()
+        cluster._call_all("start_run", [(run_id, cfg.to_dict())] * cluster.workers)
+        self.meta["status"] = "running"
+        return self
+
+    # -- streaming ------------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[["Run", List[dict]], None]) -> None:
+        """Call `callback(run, new_records)` after every poll that brought records."""
+        self._subscribers.append(callback)
+
+    def poll(self) -> List[dict]:
+        """Fetch every worker's new records (and rank 0's newer checkpoint); returns the new ones."""
+        if self.done:
+            return []
+        dead = self.cluster.dead_workers()
+        if dead:
+            step = self._steps[dead[0]]
+            return self._fail(f"worker {dead[0]} died near step {step}; the others were stopped. "
+                              f"The cluster's process group is broken: call cluster.restart()")
+        c = self.cluster
+        ars = [c.client[e].apply_async(_call, "fetch", self.id, self._cursor[r], self._ck_version if r == 0 else 1 << 60)
+               for r, e in enumerate(c.engine_ids)]
+        new: List[dict] = []
+        for r, ar in enumerate(ars):
+            deadline = time.time() + c.timeout_s
+            while not ar.ready() and time.time() < deadline:
+                ar.wait(0.25)
+                if self.cluster.dead_workers():  # noticed in a quarter second, not after the timeout
+                    return self.poll()
+            try:
+                out = ar.get(timeout=0)
+            except Exception as e:
+                if self.cluster.dead_workers():
+                    return self.poll()
+                return self._fail(f"worker {r} did not answer within {c.timeout_s:.0f} s ({type(e).__name__})")
+            recs = out["records"]
+            self._cursor[r] += len(recs)
+            self._status[r] = out["status"]
+            self._steps[r] = out.get("step", self._steps[r])
+            self._paused = bool(out.get("paused"))
+            new.extend(recs)
+            if out.get("checkpoint") is not None:
+                self._save_checkpoint(out["checkpoint"], out["checkpoint_version"])
+            if out["status"] == "failed":
+                self._append(new)
+                return self._fail(f"worker {r} failed: {out['error']}", new)
+        self._append(new)
+        if all(s in DONE for s in self._status):
+            self.meta["status"] = "stopped" if "stopped" in self._status else "finished"
+            self.meta["finished"] = time.time()
+            self._save_meta()
+        return new
+
+    def _append(self, new: List[dict]) -> None:
+        if not new:
+            return
+        new.sort(key=lambda r: (r["step"], r["rank"]))
+        self.records.extend(new)
+        with open(self.path / "records.jsonl", "a") as f:
+            for r in new:
+                f.write(json.dumps(r, default=_jsonable) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        for cb in list(self._subscribers):
+            cb(self, new)
+
+    def _fail(self, why: str, new=None) -> List[dict]:
+        self.meta.update(status="failed", error=why, finished=time.time())
+        self._save_meta()
+        for e in self.cluster.engine_ids:
+            try:
+                self.cluster.client[e].apply_async(_call, "abort", self.id, why)
+            except Exception:
+                pass
+        for cb in list(self._subscribers):
+            cb(self, [])
+        return new or []
+
+    # -- waiting ----------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        return "paused" if self._paused and self.meta["status"] == "running" else self.meta["status"]
+
+    @property
+    def done(self) -> bool:
+        return self.meta["status"] in DONE
+
+    @property
+    def step(self) -> int:
+        """Steps done by the slowest worker."""
+        return min(self._steps)
+
+    def progress(self) -> dict:
+        """Steps done, elapsed seconds and an estimate of the seconds left."""
+        done = max((r["step"] + 1 for r in self.records), default=0)
+        elapsed = time.time() - self._t0
+        t = max((r["t"] for r in self.records), default=0.0)
+        eta = (t / done) * (self.cfg.steps - done) if done else None
+        return {"step": done, "steps": self.cfg.steps, "elapsed": elapsed, "eta": eta, "status": self.status}
+
+    def wait(self, timeout: Optional[float] = None, interval: float = 0.2) -> "Run":
+        """Poll until the run ends (blocking: for scripts and tests; notebooks use `watch`).
+
+        Raises WorkerError if a worker failed or died, TimeoutError after `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.time() + timeout
+        while not self.done:
+            self.poll()
+            if deadline and time.time() > deadline:
+                raise TimeoutError(f"run {self.id} still going after {timeout} s (status {self.status})")
+            if not self.done:
+                time.sleep(interval)
+        if self.meta["status"] == "failed":
+            raise WorkerError(self.meta["error"])
+        return self
+
+    def watch(self, interval: float = 0.25) -> asyncio.Task:
+        """Poll in the notebook's event loop, so cells stay free and widgets keep answering."""
+        async def loop():
+            while not self.done:
+                try:
+                    self.poll()
+                except Exception as e:  # never let the background task die silently
+                    self._fail(f"polling failed: {type(e).__name__}: {e}")
+                await asyncio.sleep(interval)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_event_loop().create_task(loop())
+        return self._task
+
+    # -- live control -------------------------------------------------------------------------
+    def set(self, **changes) -> Optional[int]:
+        """Change knobs while the run goes (e.g. `lr=0.01`, `strategy="async"`).
+
+        Every worker applies the change at the same step, which is returned (None if the run
+        had already ended). The change is validated first, saved in the run's events and marked
+        in the records (`changes` field) at that step.
+        """
+        user = {k: v for k, v in changes.items() if not k.startswith("_")}
+        if user:
+            trial = self.cfg.replace(**{k: v for k, v in user.items() if k != "slowdown"})
+            if "slowdown" in user:
+                trial.slowdown = list(user["slowdown"])
+            trial.validate(workers=self.workers)
+        step = self._command(changes)
+        if step is not None and user:
+            for k, v in user.items():
+                if k == "slowdown":
+                    self.cfg.slowdown = list(v)
+                else:
+                    set_path(self.cfg, k, v)
+            self.meta["events"].append({"step": step, "changes": user, "time": time.time() - self._t0})
+            self._save_meta()
+        return step
+
+    def pause(self) -> Optional[int]:
+        self._paused = True
+        return self._command({"_pause": True})
+
+    def resume(self) -> Optional[int]:
+        self._paused = False
+        return self._command({"_pause": False})
+
+    def stop(self) -> Optional[int]:
+        """Stop every worker at the same step; the run stays saved."""
+        step = self._command({"_stop": True, "_pause": False})
+        return step
+
+    def _command(self, changes: dict) -> Optional[int]:
+        if self.done:
+            return None
+        self._cmd += 1
+        c = self.cluster
+        proposals = c._call_all("propose", [(self.id, self._cmd, changes)] * c.workers)
+        if any(p is None for p in proposals):
+            self.poll()
+            return None
+        effective = max(proposals)
+        c._call_all("finalize", [(self.id, self._cmd, effective)] * c.workers)
+        return effective
+
+    # -- saving -----------------------------------------------------------------------------
+    def _save_meta(self) -> None:
+        _write_json(self.path / "meta.json", self.meta)
+
+    def _save_checkpoint(self, ck: dict, version: int) -> None:
+        import torch
+        tmp = self.path / "checkpoint.pt.tmp"
+        torch.save(ck, tmp)
+        os.replace(tmp, self.path / "checkpoint.pt")  # atomic: a crash never leaves half a file
+        self._ck_version = version
+
+
+def load_run(path) -> RunData:
+    """Reload a saved run (`runs/<id>`) with its config, records and metadata."""
+    path = Path(path)
+    if not (path / "config.json").exists():
+        from .errors import ConfigError
+        raise ConfigError("run path", "a directory holding config.json (a saved run under runs/)", str(path))
+    cfg = RunConfig.from_dict(json.loads((path / "config.json").read_text()))
+    meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").exists() else {}
+    records = []
+    if (path / "records.jsonl").exists():
+        with open(path / "records.jsonl") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        break  # a torn last line after a crash: keep what came before
+    return RunData(path.name, cfg, records, meta, path)
+
+
+def list_runs(runs_dir="runs") -> List[Path]:
+    return sorted(p for p in Path(runs_dir).glob("*") if (p / "config.json").exists())
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if hasattr(x, "item"):
+        return x.item()
+    return str(x)

@@ -1,0 +1,46 @@
+"""Flattening gradients into buckets (as DDP does) so a few large collectives replace many small ones."""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+
+
+class Buckets:
+    """Groups parameters (in order) into flat buckets of at most `bucket_mb` MB.
+
+    `gather_grads()` copies gradients into the flat buffers; `scatter_grads()` copies them back.
+    Each bucket keeps a name ("bucket0", ...) so compressors' residuals can be keyed by it.
+    """
+
+    def __init__(self, params: List[torch.Tensor], bucket_mb: float = 25.0):
+        self.params = list(params)
+        limit = max(1, int(bucket_mb * 2**20))
+        self.groups: List[List[torch.Tensor]] = []
+        cur, size = [], 0
+        for p in self.params:
+            b = p.numel() * p.element_size()
+            if cur and size + b > limit:
+                self.groups.append(cur)
+                cur, size = [], 0
+            cur.append(p)
+            size += b
+        if cur:
+            self.groups.append(cur)
+        self.flats = [torch.zeros(sum(p.numel() for p in g), dtype=g[0].dtype, device=g[0].device) for g in self.groups]
+        self.names = [f"bucket{i}" for i in range(len(self.groups))]
+
+    def gather_grads(self) -> List[torch.Tensor]:
+        for g, flat in zip(self.groups, self.flats):
+            torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in g], out=flat)
+        return self.flats
+
+    def scatter_grads(self) -> None:
+        for g, flat in zip(self.groups, self.flats):
+            off = 0
+            for p in g:
+                n = p.numel()
+                if p.grad is None:
+                    p.grad = torch.empty_like(p)
+                p.grad.copy_(flat[off:off + n].view_as(p))
+                off += n

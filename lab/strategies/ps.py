@@ -1,0 +1,157 @@
+"""`ps`: a synchronous parameter server (chapter 05).
+
+Rank 0 is the server (and also a worker). Each step every other worker pushes its flat gradient
+to the server; the server sums them with its own, divides by the number of workers, applies the
+optimizer and sends the new parameters back to each worker. The result equals `sync`, but the
+server's link carries (n-1) gradients in and (n-1) parameter copies out every step, so its load
+grows with the number of workers while a ring all-reduce costs each worker about 2 B.
+
+Only the server's optimizer steps; `detach` broadcasts its parameters and optimizer state so
+every worker leaves with the same state. The helpers below (flat parameters, broadcasting and
+averaging state) are shared by `async`, `ssp` and `local`.
+"""
+from __future__ import annotations
+
+import io
+from typing import List
+
+import torch
+
+from . import strategy
+from .base import StepInfo, Strategy
+
+TAG = 11  # point-to-point tag of this strategy's messages (gloo keeps p2p and collectives apart)
+
+
+# -- flat views of a model's state ----------------------------------------------------------------
+def flat_params(params: List[torch.Tensor], out: torch.Tensor = None) -> torch.Tensor:
+    """All parameters as one flat tensor (into `out` when given)."""
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    return flat if out is None else out.copy_(flat)
+
+
+def flat_grads(params: List[torch.Tensor], out: torch.Tensor = None) -> torch.Tensor:
+    """All gradients as one flat tensor (zeros where a parameter got no gradient)."""
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    return flat if out is None else out.copy_(flat)
+
+
+def load_flat(tensors: List[torch.Tensor], flat: torch.Tensor) -> None:
+    """Copy consecutive slices of `flat` into `tensors` (in place, no autograd)."""
+    off = 0
+    with torch.no_grad():
+        for t in tensors:
+            n = t.numel()
+            t.copy_(flat[off:off + n].view_as(t))
+            off += n
+
+
+def set_grads(params: List[torch.Tensor], flat: torch.Tensor) -> None:
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    load_flat([p.grad for p in params], flat)
+
+
+def numel(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+# -- making every worker's state identical (what `detach` promises) -------------------------------
+def broadcast_state(comm, params: List[torch.Tensor], optimizer: torch.optim.Optimizer, src: int = 0) -> None:
+    """Give every worker `src`'s parameters and optimizer state (a collective: all ranks call it).
+
+    The optimizer state travels serialised (other workers may not even have its buffers yet,
+    e.g. a momentum buffer that only the server ever used), as bytes through `comm.broadcast`,
+    so the ledger counts them.
+    """
+    if comm.world == 1:
+        return
+    dev = params[0].device
+    flat = flat_params(params)
+    comm.broadcast(flat, src)
+    if comm.rank != src:
+        load_flat(params, flat)
+    if comm.rank == src:
+        buf = io.BytesIO()
+        torch.save(optimizer.state_dict(), buf)
+        data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8).to(dev)
+        size = torch.tensor([data.numel()], dtype=torch.int64, device=dev)
+    else:
+        size = torch.zeros(1, dtype=torch.int64, device=dev)
+    comm.broadcast(size, src)
+    if comm.rank != src:
+        data = torch.empty(int(size.item()), dtype=torch.uint8, device=dev)
+    comm.broadcast(data, src)
+    if comm.rank != src:
+        # map to CPU: load_state_dict moves each buffer next to its parameter, but keeps Adam's
+        # `step` counter where it is (on CPU unless capturable)
+        state = torch.load(io.BytesIO(data.cpu().numpy().tobytes()), map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state)
+
+
+def optimizer_buffers(optimizer: torch.optim.Optimizer) -> List[torch.Tensor]:
+    """The optimizer's floating-point state tensors (momentum, Adam moments), in a fixed order."""
+    out = []
+    for g in optimizer.param_groups:
+        for p in g["params"]:
+            st = optimizer.state.get(p, {})
+            for k in sorted(st):
+                v = st[k]
+                if k != "step" and torch.is_tensor(v) and v.is_floating_point():
+                    out.append(v)
+    return out
+
+
+def average(comm, tensors: List[torch.Tensor]) -> None:
+    """Average `tensors` over all workers in place (one ring all-reduce per dtype)."""
+    if comm.world == 1 or not tensors:
+        return
+    by_dtype = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.detach().reshape(-1) for t in group])
+        comm.note_payload(flat.numel() * flat.element_size(), flat.numel() * 4)
+        comm.all_reduce(flat)
+        flat.div_(comm.world)
+        load_flat(group, flat)
+
+
+@strategy("ps")
+class ParameterServer(Strategy):
+    """Synchronous parameter server on rank 0: push gradients, average, pull parameters."""
+
+    def attach(self, model, optimizer):
+        super().attach(model, optimizer)
+        ps = self.params()
+        self.grad = torch.zeros(numel(ps), dtype=ps[0].dtype, device=ps[0].device)
+        self.buf = torch.zeros_like(self.grad)
+
+    def step(self, step: int) -> StepInfo:
+        ctx, comm, ps = self.ctx, self.ctx.comm, self.params()
+        n = ctx.world
+        flat_grads(ps, self.grad)
+        size = self.grad.numel() * self.grad.element_size()
+        comm.note_payload(size, self.grad.numel() * 4)
+        if n > 1:
+            comm.barrier()  # waiting for the slowest worker is waiting, not the server's traffic
+        if ctx.rank == 0:
+            for src in range(1, n):  # the server's inbound link: (n-1) gradients
+                comm.recv(self.buf, src, tag=TAG)
+                self.grad.add_(self.buf)
+            self.grad.div_(n)
+            set_grads(ps, self.grad)
+            self.optimizer.step()
+            flat_params(ps, self.buf)
+            for dst in range(1, n):  # and outbound: (n-1) copies of the parameters
+                comm.send(self.buf, dst, tag=TAG)
+            lg = comm.ledger
+            return StepInfo(staleness=0, extra={"server_bytes_sent": lg.bytes_sent, "server_bytes_recv": lg.bytes_recv})
+        comm.send(self.grad, 0, tag=TAG)
+        comm.recv(self.buf, 0, tag=TAG)
+        load_flat(ps, self.buf)
+        return StepInfo(staleness=0)
+
+    def detach(self):
+        broadcast_state(self.ctx.comm, self.params(), self.optimizer, src=0)

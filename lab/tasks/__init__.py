@@ -1,0 +1,51 @@
+"""Tasks: what a worker computes a loss on (classification, language modelling, control).
+
+A task owns its data shard and knows how to turn the model and one batch into a loss, and how
+to evaluate the model on held-out data. The training loop (`lab.train`) knows nothing else about
+the problem, so the same strategies train CNNs, LSTMs and agents.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, Tuple
+
+import torch
+from torch import nn
+
+from ..errors import check
+
+KINDS = ("classification", "language", "control")
+
+
+class Task:
+    """Protocol every task follows (subclass it).
+
+    Attributes:
+        kind: one of KINDS; models declare which kinds they accept.
+        unit: what `n` in `loss` counts ("samples", "tokens", "env_steps"), for throughput.
+        spec: what a model needs to know to adapt (input_shape, n_classes, vocab_size, ...).
+    """
+    kind: str = "classification"
+    unit: str = "samples"
+    spec: Dict[str, Any] = {}
+
+    def batches(self, rank: int, world: int, batch_size: int) -> Iterator[Any]:
+        """An endless stream of this worker's batches (its own shard), reproducible by seed."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch) -> Tuple[torch.Tensor, int, Dict[str, float]]:
+        """(scalar loss to backpropagate, units processed, extra per-step metrics)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> Dict[str, float]:
+        """Held-out metrics, e.g. {"test_acc": 0.97, "test_loss": 0.1}."""
+        raise NotImplementedError
+
+
+def check_compatible(data: str, model: str) -> None:
+    """Reject a model that cannot learn the data's task (e.g. an LSTM on images)."""
+    from ..data import DATASETS
+    from ..models import MODELS
+    kind = getattr(DATASETS.get(data), "kind", "classification")
+    kinds = getattr(MODELS.get(model), "kinds", ("classification",))
+    check(kind in kinds, "model", f"a model for {kind} data ({', '.join(n for n in MODELS.names() if kind in getattr(MODELS.get(n), 'kinds', ()))})", model)

@@ -1,0 +1,170 @@
+"""The training loop one worker runs (on an engine, in a background thread).
+
+It knows nothing about the problem (`lab.tasks`), the model (`lab.models`) or how gradients
+travel (`lab.strategies`): it asks the task for a loss, backpropagates, hands over to the
+strategy, and emits one record per step through `emit` (minGPT-style callback). Changes made
+while the run goes (`lab.control`) are applied at step boundaries, the same step on every worker.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable, Optional
+
+import torch
+
+from .config import LinkConfig, RunConfig, set_path
+from .control import ControlPoint
+from .data import DATASETS
+from .models import MODELS
+from .optim import make_optimizer, set_lr
+from .strategies import STRATEGIES
+from .strategies.base import WorkerContext
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def build(cfg: RunConfig, device="cpu"):
+    """(task, model, optimizer) for a config, identically initialised on every worker."""
+    dtype = DTYPES[cfg.model.dtype]
+    task = DATASETS.build(cfg.data.name, cfg.data, dtype)
+    if hasattr(task, "to"):
+        task = task.to(device, dtype)
+    torch.manual_seed(cfg.data.seed)  # same initial weights on every worker
+    model = MODELS.build(cfg.model.name, task.spec, cfg.model).to(device, dtype)
+    return task, model, make_optimizer(model, cfg.optim)
+
+
+class Trainer:
+    """One worker's training run.
+
+    Args:
+        cfg: the run's config (this worker keeps its own copy; live changes edit it).
+        ctx: the worker's context (rank, world, device, comm, store).
+        emit: called with each record (a dict) as soon as it exists.
+        control: the worker's ControlPoint (None: no live changes, e.g. in-process tests).
+        on_checkpoint: called on rank 0 with a checkpoint dict every `checkpoint_every` steps.
+    """
+
+    def __init__(self, cfg: RunConfig, ctx: WorkerContext, emit: Callable[[dict], None],
+                 control: Optional[ControlPoint] = None, on_checkpoint: Optional[Callable[[dict], None]] = None):
+        self.cfg = RunConfig.from_dict(cfg.to_dict())
+        self.ctx, self.emit, self.control = ctx, emit, control
+        self.on_checkpoint = on_checkpoint
+        self.task, self.model, self.optimizer = build(self.cfg, ctx.device)
+        torch.manual_seed(self.cfg.data.seed + 1 + ctx.rank)  # different dropout masks per worker
+        ctx.slowdown = self.cfg.slowdown_of(ctx.rank)
+        ctx.comm.link = self.cfg.link
+        self.strategy = STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, ctx)
+        self.paused = self.stopped = False
+        self.step = 0
+
+    # -- live changes -------------------------------------------------------------------------
+    def apply(self, changes: dict) -> None:
+        """Apply one agreed change set (called at the same step on every worker)."""
+        strategy_before = copy.deepcopy(self.cfg.strategy)
+        for key, value in changes.items():
+            if key == "_pause":
+                self.paused = bool(value)
+            elif key == "_stop":
+                self.stopped = True
+            elif key == "slowdown":
+                self.cfg.slowdown = list(value)
+            else:
+                set_path(self.cfg, key, value)
+        set_lr(self.optimizer, self.cfg.optim.lr)
+        for g in self.optimizer.param_groups:
+            if "momentum" in g and self.cfg.optim.name == "momentum":
+                g["momentum"] = self.cfg.optim.momentum
+        self.ctx.slowdown = self.cfg.slowdown_of(self.ctx.rank)
+        self.ctx.comm.link = LinkConfig(**vars(self.cfg.link))
+        if self.cfg.strategy.compression != strategy_before.compression:
+            self._switch_memory()
+        if self.cfg.strategy != strategy_before:
+            # every worker is at this same step, so detach/attach may use collectives
+            self.strategy.detach()
+            self.strategy = STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, self.ctx)
+            self.strategy.attach(self.model, self.optimizer)
+
+    def _switch_memory(self) -> None:
+        """The compressor changed: residuals are kept, reset or flushed (CompressionConfig.on_switch)."""
+        from .compression import COMPRESSORS
+        from .compression.memory import build_memory
+        cc = self.cfg.strategy.compression
+        needed = build_memory(cc, COMPRESSORS.build(cc.name, cc))
+        if type(needed) is type(self.ctx.memory):
+            self.ctx.memory.on_switch(cc.on_switch)
+        else:  # error feedback switched on or off
+            self.ctx.memory = needed
+
+    def _boundary(self, step: int) -> list:
+        applied = []
+        if self.control is None:
+            return applied
+        while True:
+            for changes in self.control.boundary(step, idle=self.paused):
+                self.apply(changes)
+                applied.append(changes)
+            if not self.paused or self.stopped:
+                break
+        self.control.proceed(step)
+        return applied
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> None:
+        cfg, ctx, comm = self.cfg, self.ctx, self.ctx.comm
+        self.strategy.attach(self.model, self.optimizer)
+        batches = self.task.batches(ctx.rank, ctx.world, lambda: self.cfg.data.batch_size)
+        comm.barrier()  # a common start, so every worker's clock `t` starts together
+        start = time.perf_counter()
+        self.model.train()
+        for step in range(cfg.steps):
+            self.step = step
+            changes = self._boundary(step)
+            if self.stopped:
+                break
+            comm.ledger.reset()
+            t0 = time.perf_counter()
+            loss, n, extras = self.task.loss(self.model, next(batches))
+            self.optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            compute = time.perf_counter() - t0
+            if ctx.slowdown > 1.0:
+                time.sleep((ctx.slowdown - 1.0) * compute)  # a straggler: this worker is `slowdown`x slower
+                compute = time.perf_counter() - t0
+            info = self.strategy.step(step)
+            step_s = time.perf_counter() - t0
+            self.emit(self._record(step, start, loss, n, compute, step_s, info, extras, changes))
+            self._maybe_checkpoint(step)
+        self.strategy.detach()
+
+    def _record(self, step, start, loss, n, compute, step_s, info, extras, changes) -> dict:
+        ctx, lg, cfg = self.ctx, self.ctx.comm.ledger, self.cfg
+        rec = {
+            "rank": ctx.rank, "step": step, "t": time.perf_counter() - start,
+            "loss": float(loss.detach()), "n": int(n), "unit": self.task.unit,
+            "throughput": n / step_s if step_s > 0 else 0.0, "step_s": step_s, "compute_s": compute,
+            "lr": cfg.optim.lr, "strategy": cfg.strategy.name, "compressor": cfg.strategy.compression.name,
+            "staleness": info.staleness,
+            "compression_ratio": (lg.raw_bytes / lg.payload_bytes) if lg.payload_bytes else None,
+            **lg.as_dict(), **extras, **info.extra,
+        }
+        if changes:
+            rec["changes"] = changes
+        last = step == cfg.steps - 1 or self.stopped
+        if ctx.rank == 0 and ((step + 1) % cfg.eval_every == 0 or last):
+            t0 = time.perf_counter()
+            rec.update(self.task.evaluate(self.model))
+            rec["eval_s"] = time.perf_counter() - t0
+        return rec
+
+    def _maybe_checkpoint(self, step: int) -> None:
+        if self.ctx.rank != 0 or self.on_checkpoint is None:
+            return
+        if (step + 1) % self.cfg.checkpoint_every == 0 or step == self.cfg.steps - 1:
+            self.on_checkpoint(self.checkpoint(step))
+
+    def checkpoint(self, step: int) -> dict:
+        return {"step": step + 1, "config": self.cfg.to_dict(),
+                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict())}

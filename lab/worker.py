@@ -1,0 +1,192 @@
+"""The engine side: what each ipyparallel engine holds and the functions the notebook calls on it.
+
+The notebook never runs training in its own process: `lab.cluster` calls `setup` once per
+engine (device, threads, one torch.distributed process group for the cluster's life), and
+`lab.runs.Run` calls `start_run` (returns at once: training goes on in a background thread),
+then `fetch` to stream records, `propose` / `finalize` for live changes (`lab.control`),
+and `abort` to stop a failed run. Every function here returns quickly and never blocks the
+engine, so the engine keeps answering while its training thread works.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import threading
+import traceback
+from typing import Optional
+
+import torch
+
+STATE: dict = {}      # rank, world, device, store, backend ... for the cluster's life
+RUNS: dict = {}       # run id -> RunState
+
+
+class RunState:
+    def __init__(self, run_id):
+        self.id = run_id
+        self.records: list = []          # cumulative: a reconnecting notebook can fetch from 0
+        self.status = "starting"
+        self.error: Optional[str] = None
+        self.checkpoint: Optional[dict] = None
+        self.checkpoint_version = 0
+        self.thread: Optional[threading.Thread] = None
+        self.control = None
+        self.trainer = None
+
+
+def listen_port(host: str = "127.0.0.1") -> int:
+    """Rank 0: bind the rendezvous socket (loopback by default) and return its port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(128)
+    STATE["listen_sock"] = sock      # TCPStore would otherwise bind every interface
+    return sock.getsockname()[1]
+
+
+def setup(rank: int, world: int, host: str, port: int, device: str, threads: int,
+          backend: str, timeout_s: float) -> dict:
+    """Join the cluster's process group (once per cluster life) and pin device and threads."""
+    import torch.distributed as dist
+    if dist.is_initialized():
+        if STATE.get("rank") == rank and STATE.get("world") == world:
+            return info()
+        raise RuntimeError("this engine is already in another process group: restart the cluster")
+    if host.startswith("127.") or host == "localhost":
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # keep gloo's sockets on loopback
+    torch.set_num_threads(max(1, threads))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    td = datetime.timedelta(seconds=timeout_s)
+    if rank == 0:
+        store = dist.TCPStore(host, port, world, is_master=True, timeout=td, use_libuv=False,
+                              master_listen_fd=STATE["listen_sock"].fileno())
+    else:
+        store = dist.TCPStore(host, port, world, is_master=False, timeout=td)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=td)
+    STATE.update(rank=rank, world=world, device=device, store=store, backend=backend,
+                 threads=threads, host=host, timeout_s=timeout_s)
+    return info()
+
+
+def start_watchdog(lease: str, grace_s: float, controller_pid: Optional[int] = None) -> None:
+    """Exit this engine (and, on rank 0, the controller) once the notebook's lease goes stale.
+
+    The notebook touches `lease` every few seconds while its Cluster object lives. A restarted
+    kernel reconnects within `grace_s` and touches it again; a crashed kernel or test run does
+    not, and then nothing is left running after `grace_s` seconds.
+    """
+    import signal
+    import time
+
+    def watch():
+        while True:
+            time.sleep(min(5.0, grace_s / 4))
+            try:
+                age = time.time() - os.path.getmtime(lease)
+            except OSError:
+                age = float("inf")
+            if age > grace_s:
+                if controller_pid:
+                    try:
+                        os.kill(controller_pid, signal.SIGTERM)
+                    except OSError:
+                        pass
+                os._exit(0)
+
+    if not STATE.get("watchdog"):
+        STATE["watchdog"] = threading.Thread(target=watch, name="lab-watchdog", daemon=True)
+        STATE["watchdog"].start()
+
+
+def info() -> dict:
+    import torch.distributed as dist
+    return {"rank": STATE.get("rank"), "world": STATE.get("world"), "device": STATE.get("device"),
+            "backend": STATE.get("backend"), "threads": torch.get_num_threads(), "pid": os.getpid(),
+            "host": socket.gethostname(), "initialized": dist.is_initialized(),
+            "cuda": torch.cuda.device_count()}
+
+
+def start_run(run_id: str, cfg_dict: dict) -> str:
+    """Start training in a background thread and return at once."""
+    from .config import RunConfig
+    from .control import ControlPoint
+    from .train import Trainer
+    busy = [r.id for r in RUNS.values() if r.thread is not None and r.thread.is_alive()]
+    if busy:
+        raise RuntimeError(f"run {busy[0]} is still going on this worker: stop it first")
+    RUNS.clear()  # earlier runs were fetched and saved by the notebook
+    st = RUNS[run_id] = RunState(run_id)
+    cfg = RunConfig.from_dict(cfg_dict)
+    ctx = context(run_id)
+    st.control = ControlPoint(timeout=max(30.0, STATE.get("timeout_s", 30.0)))
+
+    def keep_checkpoint(ck):
+        st.checkpoint, st.checkpoint_version = ck, st.checkpoint_version + 1
+
+    def body():
+        try:
+            st.trainer = Trainer(cfg, ctx, st.records.append, st.control, keep_checkpoint)
+            st.status = "running"
+            st.trainer.run()
+            st.status = "stopped" if st.trainer.stopped else "finished"
+        except BaseException as e:  # reported to the notebook by `fetch`, never lost
+            st.status, st.error = "failed", f"{type(e).__name__}: {e}"
+            st.traceback = traceback.format_exc()
+
+    st.thread = threading.Thread(target=body, name=f"lab-run-{run_id}", daemon=True)
+    st.thread.start()
+    return "started"
+
+
+def context(run_id: str = ""):
+    """This worker's WorkerContext (rank, device, a fresh Comm on the cluster's process group)."""
+    from .comm import Comm
+    from .strategies.base import WorkerContext
+    rank, world = STATE["rank"], STATE["world"]
+    return WorkerContext(rank=rank, world=world, device=torch.device(STATE["device"]),
+                         comm=Comm(rank, world), store=STATE["store"], run_id=run_id)
+
+
+def fetch(run_id: str, cursor: int, checkpoint_version: int = -1) -> dict:
+    """New records since `cursor`, the run's status, and the checkpoint if it is newer."""
+    st = RUNS.get(run_id)
+    if st is None:
+        return {"records": [], "status": "unknown", "error": f"worker {STATE.get('rank')} has no run {run_id}"}
+    out = {"records": st.records[cursor:], "status": st.status, "error": st.error,
+           "step": st.trainer.step if st.trainer else 0, "checkpoint_version": st.checkpoint_version,
+           "paused": bool(st.trainer and st.trainer.paused)}
+    if st.checkpoint is not None and st.checkpoint_version > checkpoint_version:
+        out["checkpoint"] = st.checkpoint
+    return out
+
+
+def propose(run_id: str, cmd_id: int, changes: dict) -> Optional[int]:
+    st = RUNS.get(run_id)
+    if st is None or st.status not in ("starting", "running"):
+        return None
+    return st.control.propose(cmd_id, changes)
+
+
+def finalize(run_id: str, cmd_id: int, effective: int) -> None:
+    st = RUNS.get(run_id)
+    if st is not None:
+        st.control.finalize(cmd_id, effective)
+
+
+def abort(run_id: str, why: str) -> None:
+    st = RUNS.get(run_id)
+    if st is not None and st.control is not None:
+        st.control.abort(why)
+
+
+def kill_self() -> None:
+    """For fault-injection tests and chapters: this engine dies at once, as a crash would."""
+    os._exit(1)
+
+
+def model_state(run_id: str) -> dict:
+    """This worker's current model parameters (CPU copies), e.g. to check replicas agree."""
+    model = RUNS[run_id].trainer.model
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

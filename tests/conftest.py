@@ -1,0 +1,77 @@
+"""Shared fixtures: isolated IPython/Jupyter dirs, a runs dir, and cluster factories that clean up."""
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_TMP = Path(tempfile.mkdtemp(prefix="lab-tests-"))
+# Every cluster this suite starts lives under its own IPYTHONDIR, so the leftover check below
+# can tell our processes from anybody else's, and nothing lands in $HOME.
+os.environ.setdefault("IPYTHONDIR", str(_TMP / "ipython"))
+for var, sub in (("JUPYTER_CONFIG_DIR", "jconfig"), ("JUPYTER_DATA_DIR", "jdata"), ("JUPYTER_RUNTIME_DIR", "jruntime")):
+    os.environ.setdefault(var, str(_TMP / sub))
+os.environ.setdefault("LAB_QUICK", "1")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    return str(tmp_path / "runs")
+
+
+@pytest.fixture(scope="module")
+def cluster_factory():
+    """Start clusters with `factory(workers)`; every one is stopped when the module ends."""
+    from lab.cluster import Cluster
+    started = []
+
+    def factory(workers=2, **kw):
+        kw.setdefault("cluster_id", f"test-{os.getpid()}-{len(started)}")
+        kw.setdefault("reuse", False)
+        c = Cluster.start(workers, **kw)
+        started.append(c)
+        return c
+
+    yield factory
+    for c in started:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster2(cluster_factory):
+    """A 2-worker CPU cluster shared by one test module."""
+    return cluster_factory(2)
+
+
+def lab_processes():
+    """ipyparallel controller / engine processes started under this suite's IPYTHONDIR."""
+    mine = os.environ["IPYTHONDIR"].encode()
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    left = []
+    for line in out.splitlines()[1:]:
+        pid, _, args = line.strip().partition(" ")
+        if "ipyparallel" not in args and "ipengine" not in args and "ipcontroller" not in args:
+            continue
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"IPYTHONDIR=" + mine in env:
+            left.append(line)
+    return left
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite must leave no ipyparallel process behind: a leftover fails the run."""
+    import time
+    deadline = time.time() + 15
+    left = lab_processes()
+    while left and time.time() < deadline:
+        time.sleep(0.5)
+        left = lab_processes()
+    if left:
+        print("\nLEFTOVER ipyparallel processes after the test session:\n" + "\n".join(left))
+        session.exitstatus = 1

@@ -1,0 +1,354 @@
+"""Gradient compressors, error feedback and the compressed exchange (chapter 07).
+
+Single-process tests use `Comm(0, 1)` (no process group needed). The multi-worker checks run once
+per module in two real torch.distributed processes (gloo on loopback, a fresh port, timeouts),
+which save their results for the tests below to compare against references.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from lab.comm import Comm
+from lab.compression import COMPRESSORS
+from lab.compression.base import payload_bytes
+from lab.compression.exchange import exchange, payload_ratio, payload_ratios
+from lab.compression.memory import NoMemory, Residual, build_memory
+from lab.compression.signsgd import pack_bits, unpack_bits
+from lab.config import CompressionConfig
+from lab.errors import ConfigError
+
+NAMES = ["none", "fp16", "bf16", "topk", "randomk", "qsgd", "terngrad", "signsgd", "efsignsgd", "powersgd"]
+SHAPES = [(), (7,), (8, 6), (4, 3, 3, 3), (33, 20)]
+WORLD = 2
+SPAWN_TIMEOUT_S = 90
+
+
+def build(name, **knobs):
+    knobs.setdefault("ratio", 0.1)
+    knobs.setdefault("levels", 8)
+    return COMPRESSORS.build(name, CompressionConfig(name=name, **knobs))
+
+
+def roundtrip(comp, x, name="x"):
+    return comp.decompress(*comp.compress(x, name))
+
+
+# -- protocol: every compressor ------------------------------------------------------------------
+def test_every_compressor_is_registered():
+    assert sorted(NAMES) == COMPRESSORS.names()
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("name", NAMES)
+def test_roundtrip_keeps_shape_and_dtype(name, dtype, shape):
+    x = torch.randn(shape, dtype=dtype)
+    out = roundtrip(build(name), x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("name", NAMES)
+def test_ledger_payload_matches_payload_bytes(name, dtype, shape):
+    """What `exchange` hands to the collective is what `payload_bytes` (the benchmark's formula) says."""
+    comp, comm = build(name), Comm(0, 1)
+    x = torch.randn(shape, dtype=dtype)
+    out = exchange(x.clone(), "x", comp, NoMemory(), comm)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    itemsize = x.element_size()
+    assert comm.ledger.payload_bytes == payload_bytes(comp, shape, itemsize)
+    assert comm.ledger.raw_bytes == x.numel() * 4
+
+
+@pytest.mark.parametrize("name,tol", [("fp16", 2**-11), ("bf16", 2**-8)])
+def test_casts_round_within_half_an_ulp(name, tol):
+    x = torch.randn(1000)
+    out = roundtrip(build(name), x)
+    assert ((out - x).abs() <= x.abs() * tol).all()
+
+
+# -- unbiasedness and what each compressor keeps --------------------------------------------------
+@pytest.mark.parametrize("name", ["randomk", "qsgd", "terngrad"])
+def test_stochastic_compressors_are_unbiased(name):
+    """Mean of N draws of decompress(compress(x)) is within 5 standard errors of x, entry by entry."""
+    torch.manual_seed(0)
+    x, n = torch.randn(64, dtype=torch.float64), 4000
+    comp = build(name, ratio=0.25, levels=4)
+    draws = torch.stack([roundtrip(comp, x) for _ in range(n)])  # randomk: a new seed each step
+    stderr = draws.std(0) / math.sqrt(n)
+    z = (draws.mean(0) - x).abs() / stderr.clamp_min(1e-12)
+    assert z.max() < 5, f"worst entry {z.max():.1f} standard errors from x"
+    assert draws.std(0).sum() > 0  # the draws really are random
+
+
+def test_topk_keeps_the_k_largest():
+    x = torch.randn(100)
+    out = roundtrip(build("topk", ratio=0.1), x)
+    top = set(x.abs().topk(10).indices.tolist())
+    assert set(out.nonzero().flatten().tolist()) == top
+    assert torch.equal(out[list(top)], x[list(top)])
+
+
+def test_randomk_draws_the_same_indices_on_every_worker_and_new_ones_each_step():
+    a, b = build("randomk"), build("randomk")
+    x = torch.randn(200)
+    (_, (ia, _)), (_, (ib, _)) = a.compress(x, "w"), b.compress(-x, "w")
+    assert torch.equal(ia, ib)                      # same name, same step: same indices
+    assert not torch.equal(a.compress(x, "w")[1][0], ia)  # next step: new indices
+
+
+def test_qsgd_values_lie_on_the_levels():
+    x = torch.randn(500, dtype=torch.float64)
+    out = roundtrip(build("qsgd", levels=4), x)
+    levels = out.abs() / x.norm() * 4
+    assert torch.allclose(levels, levels.round(), atol=1e-9) and levels.max() <= 4
+    assert (out.sign() * x.sign() >= 0).all()
+
+
+def test_signsgd_is_the_scaled_sign_in_one_bit_per_entry():
+    x = torch.randn(1001)
+    comp = build("signsgd")
+    payload, ctx = comp.compress(x, "x")
+    assert payload[1].numel() == 126  # ceil(1001 / 8) bytes
+    expected = torch.where(x >= 0, 1.0, -1.0) * x.abs().mean()
+    assert torch.equal(comp.decompress(payload, ctx), expected)
+    for n in (1, 7, 8, 9, 100):
+        bits = torch.rand(n) < 0.5
+        assert torch.equal(unpack_bits(pack_bits(bits), n), bits)
+
+
+def test_signsgd_majority_vote():
+    comp = COMPRESSORS.build("signsgd", CompressionConfig(), majority_vote=True)
+    xs = [torch.tensor([1.0, -1.0, 2.0]), torch.tensor([1.0, 3.0, -2.0]), torch.tensor([-3.0, -1.0, 2.0])]
+    compressed = [comp.compress(x, "x") for x in xs]
+    out = comp.aggregate([p for p, _ in compressed], compressed[0][1])
+    scale = sum(x.abs().mean() for x in xs) / 3
+    assert torch.allclose(out, torch.tensor([1.0, -1.0, 1.0]) * scale)
+
+
+def test_powersgd_is_exact_on_a_low_rank_matrix():
+    m = torch.randn(20, 2, dtype=torch.float64) @ torch.randn(2, 15, dtype=torch.float64)
+    assert torch.allclose(roundtrip(build("powersgd", rank=2), m), m, atol=1e-10)
+
+
+# -- error feedback -------------------------------------------------------------------------------
+def test_residual_is_input_minus_decompressed():
+    comp, mem = build("topk"), Residual()
+    g1, g2 = torch.randn(50), torch.randn(50)
+    c = mem.compensate(g1, "w")
+    payload, ctx = comp.compress(c, "w")
+    mem.update(c, "w", comp, payload, ctx)
+    assert torch.equal(mem.residuals["w"], g1 - comp.decompress(payload, ctx))
+    assert torch.equal(mem.compensate(g2, "w"), g2 + mem.residuals["w"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_error_feedback_loses_nothing(name):
+    """Over steps, what was sent plus what is still owed equals the sum of the gradients."""
+    comp, mem, comm = build(name, ratio=0.05, rank=1), Residual(), Comm(0, 1)
+    grads = [torch.randn(12, 10, dtype=torch.float64) for _ in range(5)]
+    sent = sum(exchange(g.clone(), "w", comp, mem, comm) for g in grads)
+    assert torch.allclose(sent + mem.residuals["w"], sum(grads), atol=1e-10)
+
+
+def test_efsignsgd_always_has_error_feedback():
+    off = CompressionConfig(error_feedback=False)
+    assert isinstance(build_memory(off, build("efsignsgd")), Residual)
+    assert isinstance(build_memory(off, build("signsgd")), NoMemory)
+    assert isinstance(build_memory(CompressionConfig(error_feedback=True), build("topk")), Residual)
+
+
+def _memory_after_one_topk_step():
+    comp, mem = build("topk"), Residual()
+    exchange(torch.randn(40), "w", comp, mem, Comm(0, 1))
+    return mem, mem.residuals["w"].clone()
+
+
+def test_switch_keep_and_reset():
+    mem, r = _memory_after_one_topk_step()
+    mem.on_switch("keep")
+    assert torch.equal(mem.residuals["w"], r)
+    mem.on_switch("reset")
+    assert mem.residuals == {}
+
+
+def test_switch_flush_sends_the_residual_uncompressed_once():
+    mem, r = _memory_after_one_topk_step()
+    mem.on_switch("flush")
+    comp, comm, g = build("signsgd"), Comm(0, 1), torch.randn(40)
+    assert torch.equal(exchange(g.clone(), "w", comp, mem, comm), g + r)
+    assert comm.ledger.payload_bytes == 40 * 4 and not mem.residuals["w"].any()
+    exchange(g.clone(), "w", comp, mem, comm)  # the next step is compressed again
+    assert comm.ledger.payload_bytes == 40 * 4 + payload_bytes(comp, (40,))
+
+
+# -- bad knobs ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("knobs", [
+    dict(ratio=0), dict(ratio=1.5), dict(ratio=-0.1), dict(ratio=float("nan")), dict(levels=0),
+    dict(levels=2.5), dict(rank=0), dict(name="zip"), dict(scope="bucket"), dict(on_switch="drop"),
+], ids=str)
+def test_bad_knobs_raise_config_error(knobs):
+    with pytest.raises(ConfigError) as err:
+        CompressionConfig(**knobs).validate()
+    assert next(iter(knobs)) in str(err.value) or "compressor" in str(err.value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_good_knobs_validate(name):
+    CompressionConfig(name=name, ratio=1.0, levels=1, rank=1).validate()
+
+
+# -- theoretical payload ratios -------------------------------------------------------------------
+def test_payload_ratio_formulas():
+    cfg = CompressionConfig(ratio=0.01, rank=2)
+    assert payload_ratio(COMPRESSORS.build("powersgd", cfg), [(64, 32)]) == 64 * 32 / (2 * (64 + 32))
+    assert payload_ratio(COMPRESSORS.build("topk", cfg), [(10000,)]) == 10000 * 4 / (100 * 8)
+    assert payload_ratio(COMPRESSORS.build("randomk", cfg), [(10000,)]) == 100
+    assert payload_ratio(COMPRESSORS.build("signsgd", cfg), [(8000,)]) == 32000 / (4 + 1000)
+    ratios = payload_ratios([(64, 3, 3, 3), (64,), (10, 64)], cfg)
+    assert ratios["none"] == 1 and ratios["fp16"] == ratios["bf16"] == 2
+    assert sorted(ratios) == sorted(NAMES)
+
+
+# -- two real workers -----------------------------------------------------------------------------
+class _Bucket:
+    """Duck-typed `dist.GradBucket` (it has no Python constructor): what powerSGD_hook reads."""
+
+    def __init__(self, grad):
+        self.shape, self.flat = grad.shape, grad.reshape(-1)
+
+    def buffer(self):
+        return self.flat
+
+    def gradients(self):
+        return [self.flat.view(self.shape)]
+
+    def index(self):
+        return 0
+
+    def is_last(self):
+        return True
+
+
+def _inputs(rank):
+    gen = torch.Generator().manual_seed(100 + rank)
+    return {n: torch.randn(s, generator=gen) for n, s in [("bucket0", (1000,)), ("conv", (8, 3, 3, 3)), ("fc", (10, 32))]}
+
+
+def _powersgd_against_torch(comm, rank, r, steps=3, shape=(32, 24)):
+    """Our exchange and torch's powerSGD_hook, same inputs, error feedback and warm start on."""
+    from torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook import PowerSGDState, powerSGD_hook
+    state = PowerSGDState(process_group=None, matrix_approximation_rank=r, start_powerSGD_iter=2,
+                          min_compression_rate=1, use_error_feedback=True, warm_start=True, random_seed=0)
+    state.iter = state.start_powerSGD_iter  # skip the hook's plain all-reduce warm-up
+    comp, mem = COMPRESSORS.build("powersgd", CompressionConfig(name="powersgd", rank=r)), Residual()
+    # start from the hook's first Q: torch.manual_seed(state.rng.randint(1e9)); randn(1, cols, r)
+    seed = int(np.random.RandomState(0).randint(1_000_000_000))
+    comp.q["w"] = torch.randn(1, shape[1], r, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)[0]
+    ours, theirs = [], []
+    for step in range(steps):
+        g = torch.randn(shape, generator=torch.Generator().manual_seed(10 * step + rank), dtype=torch.float64)
+        theirs.append(powerSGD_hook(state, _Bucket(g.clone())).wait().view(shape).clone())
+        ours.append(exchange(g.clone(), "w", comp, mem, comm))
+    return ours, theirs
+
+
+def _worker(rank, world, port, out):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=30))
+    try:
+        comm, xs, res = Comm(rank, world), _inputs(rank), {}
+        plain = {}
+        for n, x in xs.items():
+            t = x.clone()
+            dist.all_reduce(t)
+            plain[n] = t / world
+        res["plain"] = plain
+        cfg = CompressionConfig(ratio=0.1, levels=8, rank=2)
+        for name in NAMES:
+            comp = COMPRESSORS.build(name, cfg)
+            res[name] = {n: exchange(x.clone(), n, comp, NoMemory(), comm) for n, x in xs.items()}
+        res["powersgd_vs_torch"] = {r: _powersgd_against_torch(comm, rank, r) for r in (1, 2, 3)}
+        torch.save(res, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    """Run `_worker` on 2 processes once; returns each rank's results. Never hangs, leaves none behind."""
+    out = tmp_path_factory.mktemp("workers")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GLOO_SOCKET_IFNAME", "lo")
+        ctx = mp.spawn(_worker, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=False)
+    deadline = time.monotonic() + SPAWN_TIMEOUT_S
+    try:
+        while not ctx.join(timeout=1):  # raises if a worker raised
+            if time.monotonic() > deadline:
+                pytest.fail(f"2-worker run did not finish within {SPAWN_TIMEOUT_S} s")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+            p.join(5)
+    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+
+
+def test_none_exchange_equals_plain_all_reduce_bit_for_bit(workers):
+    for res in workers:
+        for n, plain in res["plain"].items():
+            assert torch.equal(res["none"][n], plain), n
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_worker_gets_the_same_average(name, workers):
+    for n in workers[0][name]:
+        assert torch.equal(workers[0][name][n], workers[1][name][n]), n
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16", "topk", "randomk", "signsgd", "efsignsgd"])
+def test_exchange_equals_average_of_local_roundtrips(name, workers):
+    """Deterministic compressors against a one-process reference (1e-6): summable payloads
+    (allreduce = True) are summed in their wire dtype then decompressed; the others are
+    decompressed one by one and averaged. PowerSGD's rounds mix workers (P is summed before Q is
+    computed), so it has its own reference: torch's hook, below.
+    """
+    cfg = CompressionConfig(ratio=0.1, levels=8, rank=2)
+    for n in workers[0][name]:
+        comps = [COMPRESSORS.build(name, cfg) for _ in range(WORLD)]  # fresh: the same step on each
+        sent = [c.compress(_inputs(r)[n], n) for r, c in enumerate(comps)]
+        if comps[0].allreduce:
+            summed = [sum(ts) for ts in zip(*(p for p, _ in sent))]
+            expected = comps[0].decompress(summed, sent[0][1]) / WORLD
+        else:
+            expected = sum(c.decompress(p, ctx) for c, (p, ctx) in zip(comps, sent)) / WORLD
+        assert torch.allclose(workers[0][name][n], expected, rtol=1e-6, atol=1e-6), n
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_powersgd_matches_torch_powerSGD_hook(r, workers):
+    """Rank r, error feedback and warm start over 3 steps, float64: equal within 1e-9 (rank 3 uses
+    torch's QR where we use Gram-Schmidt: columns may flip sign, P Q^T does not)."""
+    for res in workers:
+        ours, theirs = res["powersgd_vs_torch"][r]
+        for step, (a, b) in enumerate(zip(ours, theirs)):
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-9), f"step {step}: {(a - b).abs().max():.2e}"

@@ -1,0 +1,319 @@
+"""The strategy panel: pick a strategy, a compressor and their knobs; start, pause, stop (chapter 12).
+
+Only the knobs that matter for the chosen strategy and compressor are shown, looked up in
+`STRATEGY_KNOBS` / `COMPRESSOR_KNOBS` (a strategy or compressor added to `lab` appears in the
+toggles by itself, with the common knobs). A knob moved while a run goes is sent with
+`run.set(...)`: every worker switches at the same step, which the dashboard marks. A bad value or
+combination is one line in the panel (the `ConfigError` message), never a traceback.
+
+Example:
+    >>> panel = StrategyPanel(cluster, RunConfig(steps=300))
+    >>> panel            # display it, pick a strategy, press start
+    >>> run = panel.start()   # or start from code
+"""
+from __future__ import annotations
+
+import html
+import time
+from typing import Callable, Dict, List, Optional
+
+import ipywidgets as W
+
+from lab.compression import COMPRESSORS
+from lab.config import RunConfig, get_path
+from lab.errors import LabError
+from lab.strategies import STRATEGIES
+
+from .dashboard import LiveDashboard
+
+# Which knobs each strategy / compressor adds to the common ones (a table, not a chain of ifs).
+COMMON_KNOBS = ("workers", "steps", "lr", "batch_size", "slowdown", "link", "bandwidth_mbps", "latency_ms")
+STRATEGY_KNOBS = {"ssp": ("staleness",), "local": ("period",)}
+COMPRESSOR_KNOBS = {"topk": ("ratio", "error_feedback"), "randomk": ("ratio", "error_feedback"),
+                    "qsgd": ("levels", "error_feedback"), "powersgd": ("rank", "error_feedback"),
+                    "terngrad": ("error_feedback",), "signsgd": ("error_feedback",), "fp16": (), "bf16": (),
+                    "efsignsgd": (), "none": ()}
+LIVE = {"lr", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
+        "slowdown", "link", "bandwidth_mbps", "latency_ms", "strategy", "compressor"}  # changeable mid-run
+
+
+def _slider(kind, description, **kw):
+    return kind(description=description, continuous_update=False, style={"description_width": "110px"},
+                layout=W.Layout(width="340px"), **kw)
+
+
+def make_knobs(cfg: RunConfig, workers: int) -> Dict[str, W.Widget]:
+    """One widget per knob, initialised from `cfg`."""
+    c = cfg.strategy.compression
+    bw = cfg.link.bandwidth_mbps
+    return {
+        "workers": _slider(W.IntSlider, "workers", value=workers, min=1, max=8),
+        "steps": _slider(W.IntSlider, "steps", value=cfg.steps, min=10, max=5000, step=10),
+        "lr": _slider(W.FloatLogSlider, "learning rate", value=cfg.optim.lr, base=10, min=-4, max=0, step=0.05,
+                      readout_format=".3g"),
+        "batch_size": _slider(W.IntSlider, "batch size", value=cfg.data.batch_size, min=1, max=256),
+        "staleness": _slider(W.IntSlider, "staleness bound", value=cfg.strategy.staleness, min=0, max=32),
+        "period": _slider(W.IntSlider, "period H", value=cfg.strategy.period, min=1, max=64),
+        "ratio": _slider(W.FloatLogSlider, "ratio kept", value=c.ratio, base=10, min=-3, max=0, step=0.05,
+                         readout_format=".3g"),
+        "levels": _slider(W.IntSlider, "levels", value=c.levels, min=1, max=256),
+        "rank": _slider(W.IntSlider, "rank", value=c.rank, min=1, max=16),
+        "error_feedback": W.Checkbox(value=c.error_feedback, description="error feedback", indent=False),
+        "slowdown": W.HBox(layout=W.Layout(flex_flow="row wrap")),
+        "link": W.Checkbox(value=bw is not None or cfg.link.latency_ms > 0, indent=False,
+                           description="simulated link (charges each message a modelled transfer time)"),
+        "bandwidth_mbps": _slider(W.FloatLogSlider, "bandwidth Mb/s", value=bw or 1000.0, base=10, min=-1,
+                                  max=4, step=0.1, readout_format=".3g"),
+        "latency_ms": _slider(W.FloatSlider, "latency ms", value=cfg.link.latency_ms, min=0, max=200, step=0.5),
+    }
+
+
+def visible_knobs(strategy: str, compressor: str) -> List[str]:
+    """The knobs shown for a strategy and compressor."""
+    return [*COMMON_KNOBS, *STRATEGY_KNOBS.get(strategy, ()), *COMPRESSOR_KNOBS.get(compressor, ())]
+
+
+class StrategyPanel:
+    """Toggles, sliders, start / pause / stop and a progress bar over a cluster; drives a LiveDashboard.
+
+    Args:
+        cluster: a `lab.cluster.Cluster` (replaced by a resized one if the workers slider asks).
+        cfg: the base RunConfig (model, data, optimizer...); the panel's knobs override it.
+        dashboard: show a LiveDashboard under the panel (True) or not.
+        on_start: called with each run the panel starts (the Arena uses it to collect them).
+    Attributes:
+        run: the current (or last) run; runs: every run started here.
+        message: the one-line message shown in the panel (errors, confirmations).
+    """
+
+    def __init__(self, cluster, cfg: Optional[RunConfig] = None, *, dashboard: bool = True,
+                 on_start: Optional[Callable] = None):
+        self.cluster = cluster
+        self.base = cfg or RunConfig()
+        self.run = None
+        self.runs: List = []
+        self.on_start = [on_start] if on_start else []
+        self._quiet = False
+        self.message = ""
+        self.strategy = W.ToggleButtons(options=STRATEGIES.names(), value=self.base.strategy.name,
+                                        description="strategy", style={"button_width": "70px"})
+        self.compressor = W.ToggleButtons(options=COMPRESSORS.names(), value=self.base.strategy.compression.name,
+                                          description="compressor", style={"button_width": "70px"})
+        self.knobs = make_knobs(self.base, cluster.workers)
+        self._build_slowdown(cluster.workers, self.base.slowdown)
+        self.start_button = W.Button(description="start", button_style="success", icon="play")
+        self.pause_button = W.Button(description="pause", icon="pause", disabled=True)
+        self.stop_button = W.Button(description="stop", button_style="danger", icon="stop", disabled=True)
+        self.progress = W.IntProgress(value=0, min=0, max=self.base.steps, layout=W.Layout(width="340px"))
+        self.progress_label = W.HTML("not started")
+        self.msg = W.HTML()
+        self.start_button.on_click(lambda _: self.start())
+        self.pause_button.on_click(lambda _: self.toggle_pause())
+        self.stop_button.on_click(lambda _: self.stop())
+        for w in (self.strategy, self.compressor):
+            w.observe(self._on_choice, "value")
+        for name, w in self.knobs.items():
+            if name != "slowdown":
+                w.observe(lambda ch, name=name: self._on_knob(name), "value")
+        self.dashboard = LiveDashboard() if dashboard else None
+        self._knob_box = W.VBox()
+        self.widget = W.VBox([self.strategy, self.compressor, self._knob_box,
+                              W.HBox([self.start_button, self.pause_button, self.stop_button]),
+                              W.HBox([self.progress, self.progress_label]), self.msg,
+                              *([self.dashboard.widget] if self.dashboard else [])])
+        self._show_knobs()
+        self._check()
+
+    # -- knobs --------------------------------------------------------------------------------
+    def _build_slowdown(self, workers: int, factors=()):
+        """One vertical slider per worker: its slow-down factor (a straggler is > 1)."""
+        sliders = []
+        for r in range(workers):
+            s = W.FloatSlider(value=float(factors[r]) if r < len(factors) else 1.0, min=1, max=10, step=0.5,
+                              description=f"w{r}", orientation="vertical", continuous_update=False,
+                              readout_format=".1f", layout=W.Layout(height="110px", width="46px"))
+            s.observe(lambda ch: self._on_knob("slowdown"), "value")
+            sliders.append(s)
+        self.knobs["slowdown"].children = [W.HTML("slow-down ×<br>per worker",
+                                                  layout=W.Layout(width="110px")), *sliders]
+
+    @property
+    def visible(self) -> List[str]:
+        """Names of the knobs shown now."""
+        return visible_knobs(self.strategy.value, self.compressor.value)
+
+    def _show_knobs(self):
+        names = self.visible
+        link = self.knobs["link"].value
+        for n in ("bandwidth_mbps", "latency_ms"):
+            self.knobs[n].disabled = not link
+        self._knob_box.children = [self.knobs[n] for n in names]
+
+    def value(self, name: str):
+        """The knob's value as `run.set` / `cfg.replace` want it."""
+        if name == "slowdown":
+            return [s.value for s in self.knobs["slowdown"].children[1:]]
+        if name == "bandwidth_mbps":
+            return self.knobs[name].value if self.knobs["link"].value else None
+        if name == "latency_ms":
+            return self.knobs[name].value if self.knobs["link"].value else 0.0
+        return self.knobs[name].value
+
+    def config(self) -> RunConfig:
+        """The RunConfig the panel describes (validated: raises ConfigError if it is not valid)."""
+        changes = {"strategy": self.strategy.value, "compressor": self.compressor.value}
+        for name in ("lr", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
+                     "bandwidth_mbps", "latency_ms", "steps"):
+            changes[name] = self.value(name)
+        cfg = self.base.replace(**changes)
+        slow = self.value("slowdown")
+        cfg.slowdown = slow if any(f != 1.0 for f in slow) else []
+        cfg.name = self.base.name or self._auto_name(cfg)
+        return cfg.validate(workers=self.knobs["workers"].value)
+
+    @staticmethod
+    def _auto_name(cfg: RunConfig) -> str:
+        c = cfg.strategy.compression.name
+        return cfg.strategy.name + ("" if c == "none" else f"+{c}")
+
+    def _check(self) -> bool:
+        """Validate the panel's config; show the ConfigError's line if it is not valid."""
+        try:
+            self.config()
+        except LabError as e:
+            self.say(str(e), error=True)
+            return False
+        if self.msg.value.startswith("<span style='color:#b00'>"):
+            self.say("")
+        return True
+
+    def say(self, text: str, error: bool = False):
+        """Show one line in the panel."""
+        text = html.escape(text)
+        self.message = text
+        self.msg.value = f"<span style='color:#b00'>⚠ {text}</span>" if error and text else text
+
+    # -- reacting to the user ------------------------------------------------------------------
+    def _on_choice(self, change):
+        self._show_knobs()
+        name = "strategy" if change["owner"] is self.strategy else "compressor"
+        self._on_knob(name)
+
+    def _on_knob(self, name: str):
+        if self._quiet:
+            return
+        if name == "link":
+            self._show_knobs()
+        if name == "workers" and not self._live():
+            self._build_slowdown(self.knobs["workers"].value, self.value("slowdown"))
+        if not self._live():
+            self._check()
+            return
+        if name not in LIVE:
+            self.say(f"{name} cannot change while a run goes: it applies to the next start", error=True)
+            return
+        if name == "link":
+            changes = {"bandwidth_mbps": self.value("bandwidth_mbps"), "latency_ms": self.value("latency_ms")}
+        else:
+            changes = {name: self.value(name)}
+        self.set(**changes)
+
+    def set(self, **changes) -> Optional[int]:
+        """Change knobs of the running run (every worker at one step); returns that step."""
+        if not self._live():
+            self.say("no run is going: the change applies to the next start")
+            return None
+        try:
+            step = self.run.set(**changes)
+        except LabError as e:
+            self.say(str(e), error=True)
+            return None
+        if step is None:
+            self.say("the run had already ended")
+        else:
+            self.say(f"{', '.join(f'{k}={v}' for k, v in changes.items())} from step {step} on every worker")
+        return step
+
+    def _live(self) -> bool:
+        return self.run is not None and hasattr(self.run, "set") and not self.run.done
+
+    # -- start / pause / stop -------------------------------------------------------------------
+    def start(self):
+        """Start a run with the panel's settings (returns it, or None with a message if invalid)."""
+        if self._live():
+            self.say(f"run {self.run.id} is still going: stop it first", error=True)
+            return None
+        try:
+            cfg = self.config()
+            workers = self.knobs["workers"].value
+            if workers != self.cluster.workers:
+                self.say(f"starting a cluster of {workers} workers…")
+                from lab.cluster import Cluster
+                self.cluster = Cluster.start(workers, cluster_id=self.cluster.cluster_id,
+                                             timeout_s=self.cluster.timeout_s)
+            run = self.cluster.train(cfg)
+        except LabError as e:
+            self.say(str(e), error=True)
+            return None
+        self.run = run
+        self.runs.append(run)
+        self.progress.max = cfg.steps
+        run.subscribe(lambda r, new: self._update_progress())
+        if self.dashboard is not None:
+            self.dashboard.attach(run)
+        try:  # the end of a run brings no record: refresh the buttons when watching ends
+            run.watch().add_done_callback(lambda _: self._update_progress())
+        except RuntimeError:  # no event loop (a plain script): the caller polls
+            pass
+        for cb in self.on_start:
+            cb(run)
+        self.say(f"started run {run.id}")
+        self._update_progress()
+        return run
+
+    def toggle_pause(self):
+        if not self._live():
+            return None
+        paused = self.run.status == "paused"
+        step = self.run.resume() if paused else self.run.pause()
+        self.say(("resumed" if paused else "paused") + (f" at step {step}" if step is not None else ""))
+        self._update_progress()
+        return step
+
+    def stop(self):
+        """Stop the run (every worker at one step); it stays saved."""
+        if not self._live():
+            return None
+        step = self.run.stop()
+        self.say(f"stopping at step {step}" if step is not None else "the run had already ended")
+        return step
+
+    def _update_progress(self):
+        run = self.run
+        if run is None:
+            return
+        p = run.progress()
+        self.progress.max = max(1, p["steps"])
+        self.progress.value = min(p["step"], p["steps"])
+        eta = "—" if p["eta"] is None or run.done else f"{p['eta']:.0f} s"
+        self.progress_label.value = (f"step {p['step']}/{p['steps']} · {p['elapsed']:.0f} s elapsed · "
+                                     f"ETA {eta} · {p['status']} · <code>{run.id}</code>")
+        live = self._live()
+        self.start_button.disabled = live
+        self.pause_button.disabled = self.stop_button.disabled = not live
+        self.pause_button.description = "resume" if p["status"] == "paused" else "pause"
+        self.knobs["workers"].disabled = live
+        if run.done and run.meta.get("error"):
+            self.say(run.meta["error"], error=True)
+
+    # -- display --------------------------------------------------------------------------------
+    def show(self):
+        from IPython.display import display
+        display(self.widget)
+        return self
+
+    def _repr_mimebundle_(self, **kw):
+        return self.widget._repr_mimebundle_(**kw)
+
+    def __repr__(self):
+        return f"<StrategyPanel: {self.strategy.value}/{self.compressor.value}, run={getattr(self.run, 'id', None)}>"
