@@ -119,13 +119,17 @@ def cmd_compare(a) -> int:
 def _emit(runs, a) -> int:
     summaries = [r.summary() for r in runs]
     if a.report:
-        from .report import write_report
-        write_report(runs, a.report)
+        from .compare import to_html
+        to_html(runs, a.report, title="python -m lab " + a.cmd)
     if a.json:
         print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=1, default=str))
     else:
         for s in summaries:
             print(format_summary(s))
+        if len(runs) > 1:
+            from .bench.report import format_table
+            from .compare import table
+            print(format_table(table(runs)))
         print(f"saved under {runs[0].path.parent}/" + (f"; report {a.report}" if a.report else ""))
     return 0
 

@@ -9,8 +9,9 @@ Conventions: a batch `x` is (N, features); a layer computes z = a @ W + b with W
 the loss is a mean over the batch, so every gradient is divided by N.
 
 Example:
+    >>> x, y = torch.rand(8, 784), torch.randint(0, 10, (8,))   # images, integer labels
     >>> net = ScratchMLP((784, 64, 10), activation="relu")
-    >>> loss = net.train_step(x, y, lr=0.1)   # x (N, 784) float, y (N,) int labels
+    >>> loss = net.train_step(x, y, lr=0.1)                      # forward, backward, update
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class ScratchMLP:
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, list]:
         """(network output, cache of (layer input a, pre-activation z) per layer for `backward`)."""
         f = ACTIVATIONS[self.activation][0]
-        a, cache = x.reshape(len(x), -1), []
+        a, cache = x.reshape(len(x), -1).to(self.params[0]["W"].dtype), []
         for i, p in enumerate(self.params):
             z = a @ p["W"] + p["b"]
             cache.append((a, z))

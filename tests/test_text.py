@@ -12,6 +12,16 @@ from lab.models import MODELS
 from lab.tasks.language import LanguageTask, unigram_perplexity
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two spinning
+    OpenMP threads can make a step 20x slower: run this module on one, then restore."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def task():
     return DATASETS.build("text", DataConfig(name="text", seq_len=64, test_fraction=0.1), torch.float32)
@@ -133,25 +143,19 @@ def test_text_needs_a_language_model():
 
 def test_char_lstm_beats_the_unigram_baseline_by_40_percent(task, capsys):
     """A short real training run on Python's help text: held-out perplexity well below unigram."""
-    threads = torch.get_num_threads()
-    # One thread: on a shared 2-core machine two spinning OpenMP threads can run 20x slower.
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        model = MODELS.build("lstm", task.spec, ModelConfig(name="lstm"))
-        opt = torch.optim.Adam(model.parameters(), lr=0.01)
-        batches = task.batches(0, 1, 32)
-        start = time.perf_counter()
-        before = task.evaluate(model)["perplexity"]
-        for _ in range(120):
-            loss, _, _ = task.loss(model, next(batches))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        after = task.evaluate(model)
-        seconds = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = MODELS.build("lstm", task.spec, ModelConfig(name="lstm"))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    batches = task.batches(0, 1, 32)
+    start = time.perf_counter()
+    before = task.evaluate(model)["perplexity"]
+    for _ in range(120):
+        loss, _, _ = task.loss(model, next(batches))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = task.evaluate(model)
+    seconds = time.perf_counter() - start
     baseline = task.unigram_perplexity()
     with capsys.disabled():
         print(f"\n[char-LSTM] untrained {before:.1f}, unigram {baseline:.2f}, after 120 steps "

@@ -108,13 +108,15 @@ def test_slider_change_on_running_run_reaches_every_worker_at_one_step(cluster2,
     """Move the lr slider while a real run goes: every worker switches at one step, marked."""
     panel = StrategyPanel(cluster2, RunConfig(steps=400, eval_every=50, runs_dir=runs_dir))
     arena = Arena(panel=panel)
+    before = panel.config().optim.lr
+    new_lr = 0.02 if before != 0.02 else 0.01
 
     async def scenario():  # the notebook's event loop: watch() polls while we wait here
         run = panel.start()
         assert run is not None, panel.message
         while run.step < 5 and not run.done:
             await asyncio.sleep(0.05)
-        panel.knobs["lr"].value = 0.01            # what dragging the slider does
+        panel.knobs["lr"].value = new_lr          # what dragging the slider does
         await asyncio.wait_for(run._task, 240)
         await asyncio.sleep(0.6)
         return run
@@ -125,11 +127,11 @@ def test_slider_change_on_running_run_reaches_every_worker_at_one_step(cluster2,
     assert sorted(r["rank"] for r in marked) == [0, 1]
     assert len({r["step"] for r in marked}) == 1
     step = marked[0]["step"]
-    assert all(r["lr"] == pytest.approx(0.01) for r in run.records if r["step"] >= step)
-    assert all(r["lr"] == pytest.approx(0.05) for r in run.records if r["step"] < step)
+    assert all(r["lr"] == pytest.approx(new_lr) for r in run.records if r["step"] >= step)
+    assert all(r["lr"] == pytest.approx(before) for r in run.records if r["step"] < step)
     assert "from step" in panel.message
     meta = json.loads((run.path / "meta.json").read_text())
-    assert meta["events"][0]["step"] == step and meta["events"][0]["changes"] == {"lr": 0.01}
+    assert meta["events"][0]["step"] == step and meta["events"][0]["changes"] == {"lr": new_lr}
     # the dashboard drew both workers, kept every record and marked the change
     dash = panel.dashboard
     assert len(dash.records) == len(run.records) == 2 * 400

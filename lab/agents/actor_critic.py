@@ -55,7 +55,7 @@ def actor_critic(spec, cfg):
     return ActorCritic(spec["obs_dim"], spec["n_actions"])
 
 
-def train_a2c(task, net: nn.Module, steps: int = 300, lr: float = 3e-3, rollout: Optional[int] = None,
+def train_a2c(task, net: nn.Module, steps: int = 300, lr: float = 1e-3, rollout: Optional[int] = None,
               eval_every: int = 50, target: Optional[float] = None, max_grad_norm: float = 0.5,
               callback: Optional[Callable[[Dict], None]] = None) -> List[Dict]:
     """Single-process A2C through the Task protocol: the reference for the distributed runs.

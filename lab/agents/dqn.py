@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -205,7 +205,3 @@ def _train(cfg: DQNConfig, seed: int, callback) -> Tuple[DQNAgent, List[Dict]]:
         agent.q.load_state_dict(best_state)
     return agent, history
 
-
-def config_dict(cfg: DQNConfig) -> Dict:
-    """The config as a plain dict, to save beside a run."""
-    return asdict(cfg)

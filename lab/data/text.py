@@ -52,8 +52,8 @@ class CharVocab:
 
     Example:
         >>> v = CharVocab("hello")
-        >>> v.itos, v.encode("he").tolist(), v.decode([3, 2])
-        (['e', 'h', 'l', 'o'], [1, 0], 'le')
+        >>> v.itos, v.encode("he").tolist(), v.decode([2, 3])
+        (['e', 'h', 'l', 'o'], [1, 0], 'lo')
     """
 
     def __init__(self, text: str):

@@ -1,18 +1,21 @@
 """`ssp`: stale synchronous parallel, bounded staleness `s` (chapter 06).
 
 The asynchronous parameter server of `async`, plus one rule: a worker may be at most `s` steps
-ahead of the slowest. Each worker's clock is the number of gradients it has pushed; after
-pushing, a worker that would start step k+1 needs every worker's clock to be at least k+1-s. If
-the parameters the server sent back already include that many steps from everyone (the server
-tells: the reply carries the worker's clock lag behind the slowest), it goes on at once;
-otherwise it waits, counted as `wait_s`, until the laggards' clocks appear in the cluster's
-store, then pulls fresh parameters.
+ahead of the slowest. A worker's clock is the number of gradients it has pushed. Two gates,
+both waiting on keys in the cluster's store (counted as `wait_s`):
 
-So the recorded `staleness` is in steps: how far the parameters a step computed on lag behind
-the worker's own clock, from the slowest worker's point of view. It never exceeds `s`. With
-`s = 0` every step waits for everyone, which is `sync` (exactly, with plain SGD); with a huge
-`s` nobody ever waits, which is `async`. `staleness_updates` keeps async's measure (server
-updates between read and push) for comparison.
+- before reading the parameters for its step k, a worker needs every worker's step k-s-1
+  gradient applied (clock >= k-s). The server's reply to a push says how far the worker's
+  clock is ahead of the slowest; within `s` it goes on at once, else it waits for the
+  laggards' clocks and pulls fresh parameters;
+- before pushing its step k, it needs every worker to have read its parameters for step k-s,
+  so nobody computes on parameters more than `s` steps "from the future" either.
+
+So the recorded `staleness` is in steps (how far the parameters a step computed on lag behind
+the worker's own clock, from the slowest worker's point of view) and never exceeds `s`. With
+`s = 0` both gates close every step: each step's parameters hold exactly every earlier step's
+updates, which is `sync` (exactly so with plain SGD). With a huge `s` nobody waits: `async`.
+`staleness_updates` keeps async's measure (server updates between read and push).
 """
 from __future__ import annotations
 
@@ -25,22 +28,34 @@ from .base import StepInfo
 class SSP(AsyncPS):
     """Asynchronous parameter server whose fastest worker runs at most `cfg.staleness` steps ahead."""
 
-    def step(self, step: int) -> StepInfo:
-        ctx, s = self.ctx, self.cfg.staleness
-        used_lag = self.next_lag  # the parameters this step's gradient was computed on
-        staleness_updates, lag = self._exchange(push=True)
-        self.steps += 1
-        clock = self.steps
-        self.store.set(f"{self.ns}/c/{ctx.rank}/{clock}", "")
-        old = clock - 2 * s - 2  # no worker can wait for a clock this old again (see the bound below)
-        if old >= 1 and s <= 1000:
-            self.store.delete_key(f"{self.ns}/c/{ctx.rank}/{old}")
-        if lag > s:
-            # too far ahead of the slowest: wait for everyone to reach clock - s, then re-read
-            target = clock - s
+    def _gate(self, kind: str, clock: int) -> None:
+        """Wait until every other worker has passed `clock` of `kind` ("c": pushed, "r": read)."""
+        ctx = self.ctx
+        keys = [f"{self.ns}/{kind}/{r}/{clock}" for r in range(ctx.world) if r != ctx.rank]
+        if clock >= 1 and keys:
             with ctx.comm.waiting():
-                wait_keys(self.store, [f"{self.ns}/c/{r}/{target}" for r in range(ctx.world)], ctx)
+                wait_keys(self.store, keys, ctx)
+
+    def _mark(self, kind: str, clock: int) -> None:
+        rank, s = self.ctx.rank, self.cfg.staleness
+        self.store.set(f"{self.ns}/{kind}/{rank}/{clock}", "")
+        # nobody can wait for a mark this old any more: a worker is at most s+1 pushes ahead of
+        # the slowest, and waits for marks at most s behind its own clock
+        old = clock - 2 * s - 2
+        if old >= 1 and s <= 1000:
+            self.store.delete_key(f"{self.ns}/{kind}/{rank}/{old}")
+
+    def step(self, step: int) -> StepInfo:
+        s, k = self.cfg.staleness, self.steps  # k: this worker's step since attach
+        used_lag = self.next_lag                # how stale the parameters this gradient used were
+        self._gate("r", k - s)                  # everybody has read for step k - s
+        staleness_updates, lag = self._exchange(push=True)
+        self.steps = k + 1
+        self._mark("c", k + 1)
+        if lag > s:  # too far ahead: wait for every clock to reach k+1-s, then read again
+            self._gate("c", k + 1 - s)
             _, lag = self._exchange(push=False)
+        self._mark("r", k + 1)
         self.next_lag = lag
         return StepInfo(staleness=used_lag, extra={"staleness_updates": staleness_updates, "clock_lag": used_lag,
                                                    **self._server_bytes()})

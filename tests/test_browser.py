@@ -1,0 +1,232 @@
+"""The arena chapter in a real browser: JupyterLab on loopback with a token, headless Chromium.
+
+Runs chapter 12 the way a user does: cell by cell, presses the panel's start button, checks the
+dashboard draws one trace per worker and keeps receiving data while the kernel is idle, moves the
+learning-rate slider and checks the change reached every worker (the run's saved events and the
+marker on the plot), stops the run, runs the arena to the end, and opens the exported HTML in the
+same browser with no console errors. Screenshots land in `test-artifacts/`.
+Skipped only when /usr/bin/chromium is missing (`.ci/run` installs it).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+CHAPTER = "12_strategy_arena.ipynb"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="/usr/bin/chromium is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pids_with_env(marker: str):
+    """Processes whose environment holds `marker` (our unique temp dir): the ones this test started."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and int(p.name) != os.getpid():
+            try:
+                if marker.encode() in (p / "environ").read_bytes():
+                    out.append(int(p.name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def server():
+    """JupyterLab on 127.0.0.1 with a token, on a copy of the chapter; every process it spawned is killed after."""
+    tmp = Path(tempfile.mkdtemp(prefix="lab-browser-"))
+    work = tmp / "notebooks"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / CHAPTER, work / CHAPTER)  # autosave must not touch the repo's copy
+    env = dict(os.environ, LAB_QUICK="1", IPYTHONDIR=str(tmp / "ipython"), JUPYTER_CONFIG_DIR=str(tmp / "jconfig"),
+               JUPYTER_DATA_DIR=str(tmp / "jdata"), JUPYTER_RUNTIME_DIR=str(tmp / "jruntime"),
+               LAB_BROWSER_TEST=str(tmp))
+    token, port = uuid.uuid4().hex, _free_port()
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", f"--ServerApp.token={token}",
+           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           f"--ServerApp.root_dir={work}", "--ServerApp.open_browser=False"]
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp / "server.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield {"url": url, "token": token, "work": work, "tmp": tmp}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _pids_with_env(str(tmp)):  # kernels' clusters (engines, controller) if a cell never stopped them
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context(server):
+    from playwright.sync_api import sync_playwright
+    profile = tempfile.mkdtemp(prefix="lab-chromium-")
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
+                                                   viewport={"width": 1400, "height": 1000})
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => ({
+    title: (el.layout && el.layout.title && el.layout.title.text) || '',
+    traces: (el.data || []).length,
+    points: (el.data || []).map(t => (t.x ? t.x.length : 0)),
+    shapes: ((el.layout && el.layout.shapes) || []).length}))"""
+
+
+def plots(page, title):
+    return [p for p in page.evaluate(PLOTS_JS) if p["title"].startswith(title)]
+
+
+def wait_idle(page, timeout=300):
+    """Until no cell shows [*] (running or queued) and the kernel reports idle."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        busy = page.evaluate("""() => Array.from(document.querySelectorAll('.jp-InputArea-prompt'))
+                                       .some(e => e.textContent.includes('*'))""")
+        if not busy:
+            return
+        time.sleep(0.3)
+    raise TimeoutError("a notebook cell is still running")
+
+
+def run_cells(page, first, count):
+    """Select cell `first`, then Shift+Enter `count` times, waiting for each to finish."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(first)
+    cell.scroll_into_view_if_needed()
+    cell.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Escape")
+    for _ in range(count):
+        page.keyboard.press("Shift+Enter")
+        time.sleep(0.3)
+        wait_idle(page)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
+    assert not tracebacks, tracebacks
+
+
+def set_slider(page, label, value):
+    """Type a value into an ipywidgets slider's readout, as a user can."""
+    slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(f"^{label}$")))
+    readout = slider.locator(".widget-readout").first
+    readout.scroll_into_view_if_needed()
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(value))
+    page.keyboard.press("Enter")
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.timeout(600)
+def test_arena_chapter_in_the_browser(server, browser_context):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser_context.new_page()
+    page.goto(f"{server['url']}/lab/tree/{CHAPTER}?token={server['token']}")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    wait_for(lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
+             or page.evaluate("() => document.body.innerText.includes('Idle')"), 60, "the kernel")
+
+    # cluster and panel (cells 0-3), then start a long run from the panel's own button
+    run_cells(page, 0, 4)
+    set_slider(page, "steps", 3000)
+    page.locator("button.widget-button[title='start']").click()
+    wait_for(lambda: any(p["traces"] == 2 and min(p["points"]) > 5 for p in plots(page, "training loss")),
+             90, "the dashboard's first points")
+    loss = plots(page, "training loss")[0]
+    assert loss["traces"] == 2                                    # one trace per worker
+    assert all(p["traces"] == 2 for p in plots(page, "throughput"))
+    before = sum(loss["points"])
+    time.sleep(2.0)
+    after = sum(plots(page, "training loss")[0]["points"])
+    assert after > before, "no new data arrived while the run went on"   # the kernel is idle, data keep coming
+    page.screenshot(path=str(ARTIFACTS / "browser-1-dashboard-live.png"), full_page=False)
+
+    # move the learning rate: every worker switches at one step, saved in the run's events, marked on the plot
+    run_id = re.search(r"\d{8}-\d{6}-\w+-[0-9a-f]{6}", page.locator(".widget-html", has_text="ETA").first.inner_text()).group(0)
+    set_slider(page, "learning rate", 0.02)
+    meta_path = server["work"] / "runs" / run_id / "meta.json"
+    events = wait_for(lambda: meta_path.exists() and json.loads(meta_path.read_text())["events"], 30,
+                      "the change in the run's events")
+    assert events[0]["changes"] == {"lr": 0.02}
+    wait_for(lambda: plots(page, "training loss")[0]["shapes"] >= 1, 30, "the change marker on the plot")
+    page.locator(".widget-button", has_text="stop").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "browser-2-lr-changed.png"))
+    page.locator("button.widget-button[title='stop']").click()
+    wait_for(lambda: "stopped" in page.locator(".widget-html", has_text="ETA").first.inner_text(), 60, "the stop")
+    records = [json.loads(l) for l in (meta_path.parent / "records.jsonl").read_text().splitlines() if l.strip()]
+    marked = [r for r in records if r.get("changes")]
+    assert sorted(r["rank"] for r in marked) == [0, 1] and len({r["step"] for r in marked}) == 1
+
+    # the rest of the chapter: a run from code, the arena queue, the wait, the export, stopping the cluster
+    n_cells = page.locator(".jp-Notebook .jp-Cell").count()
+    run_cells(page, 4, n_cells - 4)
+    arena = plots(page, "training loss against time")
+    assert arena and arena[0]["traces"] == 5, arena             # the panel's run and the four queued ones
+    assert all(min(p["points"]) > 0 for p in arena)
+    page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "browser-3-arena.png"), full_page=False)
+
+    # the exported HTML opens with no server and no console errors, and overlays every run
+    html = server["work"] / "runs" / "strategy_arena.html"
+    assert html.exists()
+    report = browser_context.new_page()
+    problems = []
+    report.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    report.on("pageerror", lambda e: problems.append(str(e)))
+    report.goto(html.as_uri())
+    report.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=30_000)
+    figs = report.evaluate(PLOTS_JS)
+    assert len(figs) == 4 and figs[0]["traces"] == 5 and all(f["traces"] == 5 for f in figs)
+    assert report.locator("table.lab-table tbody tr").count() == 5
+    report.screenshot(path=str(ARTIFACTS / "browser-4-exported-html.png"), full_page=True)
+    assert not problems, problems

@@ -1,0 +1,45 @@
+"""The command line: `python -m lab run / compare / bench`, with one-line errors for bad knobs."""
+import json
+import os
+import subprocess
+import sys
+
+
+def lab(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
+                          timeout=timeout, env=os.environ)
+
+
+def test_run_prints_summary_saves_run_and_report(tmp_path):
+    out = lab("run", "--strategy", "sync", "--workers", "2", "--model", "cnn", "--data", "digits",
+              "--steps", "60", "--json", "--runs-dir", str(tmp_path / "runs"), "--report", str(tmp_path / "r.html"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    s = json.loads(out.stdout)
+    assert s["steps"] == 60 and s["workers"] == 2 and 0 < s["test_acc"] <= 1
+    assert set(s["per_worker"]) == {"0", "1"}
+    assert all(w["throughput"] > 0 and w["bytes_sent_per_step"] > 0 for w in s["per_worker"].values())
+    saved = list((tmp_path / "runs").iterdir())
+    assert len(saved) == 1 and (saved[0] / "records.jsonl").exists() and (saved[0] / "config.json").exists()
+    html = (tmp_path / "r.html").read_text()
+    assert "<html" in html.lower() and "plotly" in html.lower()
+
+
+def test_human_summary(tmp_path):
+    out = lab("run", "--workers", "1", "--steps", "20", "--runs-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "final test_acc" in out.stdout and "worker 0:" in out.stdout and "samples/s" in out.stdout
+
+
+def test_bad_knobs_are_one_line_errors(tmp_path):
+    for args, knob in [(["--workers", "0"], "workers"), (["--lr", "-1"], "lr"), (["--strategy", "nope"], "strategy"),
+                       (["--model", "resnet"], "model"), (["--slowdown", "1,x"], "slowdown")]:
+        out = lab("run", *args, "--runs-dir", str(tmp_path), timeout=60)
+        assert out.returncode == 2, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {knob} must be"), out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_benchmark_is_one_line():
+    out = lab("bench", "nope", timeout=60)
+    assert out.returncode == 2 and out.stderr.strip().startswith("error: benchmark must be one of")

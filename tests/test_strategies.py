@@ -1,0 +1,209 @@
+"""`ps`, `async`, `ssp` and `local` on a real 2-engine cluster, against `sync` as the reference."""
+import collections
+import os
+import time
+
+import pytest
+from ipyparallel import interactive
+
+from lab.cluster import Cluster, _call
+from lab.config import RunConfig
+from lab.errors import ConfigError, WorkerError
+
+N_PARAMS = 72_842  # the CNN on 8x8 digits
+EXACT = {"model.dtype": "float64", "model.dropout": 0.0, "optim.name": "sgd", "optim.lr": 0.1}
+
+
+@pytest.fixture(scope="module")
+def lab_cluster():
+    """{"c": a 2-worker cluster}; a test that breaks it puts the restarted one back. Stopped at the end."""
+    holder = {"c": Cluster.start(2, cluster_id=f"test-strategies-{os.getpid()}", reuse=False)}
+    yield holder
+    holder["c"].stop()
+
+
+@interactive  # shipped by value: engines cannot import this test module
+def _optimizer_state(run_id):
+    """Engine side: this worker's optimizer state as plain CPU tensors."""
+    from lab import worker
+    sd = worker.RUNS[run_id].trainer.optimizer.state_dict()["state"]
+    return {(i, k): (v.detach().cpu().clone() if hasattr(v, "detach") else v) for i, st in sd.items() for k, v in st.items()}
+
+
+def states(cluster, run_id):
+    """(model state, optimizer state) of every worker after the run."""
+    models = [cluster.call(r, "model_state", run_id) for r in range(cluster.workers)]
+    optims = [cluster.client[e].apply_async(_optimizer_state, run_id).get(timeout=30) for e in cluster.engine_ids]
+    return models, optims
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(((a[k] - b[k]).abs().max().item() if hasattr(a[k], "abs") else abs(a[k] - b[k])) for k in a) if a else 0.0
+
+
+def assert_replicas_agree(cluster, run_id):
+    """The strategy protocol: after detach every worker holds the same parameters and optimizer state."""
+    models, optims = states(cluster, run_id)
+    for r in range(1, cluster.workers):
+        assert max_diff(models[0], models[r]) == 0.0, f"rank {r}'s parameters differ from rank 0's"
+        assert max_diff(optims[0], optims[r]) == 0.0, f"rank {r}'s optimizer state differs from rank 0's"
+
+
+def steps_per_rank(run):
+    return {rank: sorted(r["step"] for r in rows) for rank, rows in run.by_rank().items()}
+
+
+# -- bad knobs: one line naming the knob and its range -----------------------------------------------
+@pytest.mark.parametrize("knob,value,name", [
+    ("strategy.staleness", -1, "staleness"), ("strategy.period", 0, "period"), ("slowdown", [0, 1], "slowdown"),
+    ("slowdown", [1, -2], "slowdown"), ("link.bandwidth_mbps", 0, "bandwidth_mbps"),
+    ("link.bandwidth_mbps", -5.0, "bandwidth_mbps")])
+def test_bad_knobs_are_one_line_config_errors(knob, value, name):
+    cfg = RunConfig().replace(**{knob: value})
+    with pytest.raises(ConfigError) as e:
+        cfg.validate(workers=2)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(name) and "must be" in msg, msg
+
+
+# -- exactness against sync --------------------------------------------------------------------------
+@pytest.mark.parametrize("name,knobs", [
+    ("ps", {}), ("ps", {"optim.name": "adam", "optim.lr": 0.003}), ("local", {"strategy.period": 1}),
+    ("ssp", {"strategy.staleness": 0})])
+def test_reproduces_sync_in_float64(lab_cluster, tmp_path, name, knobs):
+    """ps (any optimizer), local with H = 1 and ssp with s = 0 (SGD) end where sync ends, to 1e-6."""
+    c = lab_cluster["c"]
+    cfg = RunConfig(steps=20, runs_dir=str(tmp_path)).replace(**{**EXACT, **knobs})
+    ref = c.train(cfg).wait(timeout=120)
+    ref_state = c.call(0, "model_state", ref.id)
+    run = c.train(cfg.replace(**{"strategy.name": name})).wait(timeout=120)
+    for rank in range(2):
+        got = c.call(rank, "model_state", run.id)
+        assert max_diff(got, ref_state) <= 1e-6, f"{name} rank {rank} differs from sync"
+    assert_replicas_agree(c, run.id)
+    from lab.train import build
+    init = build(cfg)[1].state_dict()
+    assert max_diff(ref_state, init) > 1e-3  # training really moved the weights
+
+
+def test_ps_server_load_in_the_ledger(lab_cluster, tmp_path):
+    """The server receives (n-1) gradients and sends (n-1) parameter copies; a worker one of each."""
+    c = lab_cluster["c"]
+    run = c.train(RunConfig(steps=10, runs_dir=str(tmp_path)).replace(strategy="ps")).wait(timeout=60)
+    b = 4 * N_PARAMS
+    for r in run.records:
+        assert (r["bytes_sent"], r["bytes_recv"]) == (b, b)  # n = 2: (n-1) B at the server, B at a worker
+        if r["rank"] == 0:
+            assert (r["server_bytes_sent"], r["server_bytes_recv"]) == (b, b)
+    assert steps_per_rank(run) == {0: list(range(10)), 1: list(range(10))}
+
+
+# -- asynchrony and bounded staleness ---------------------------------------------------------------
+def test_ssp_never_exceeds_its_bound_with_a_straggler(lab_cluster, tmp_path):
+    c = lab_cluster["c"]
+    cfg = RunConfig(steps=300, runs_dir=str(tmp_path), slowdown=[1, 3]).replace(strategy="ssp", staleness=2)
+    run = c.train(cfg).wait(timeout=180)
+    assert steps_per_rank(run) == {0: list(range(300)), 1: list(range(300))}  # no record lost
+    stale = collections.Counter((r["rank"], r["staleness"]) for r in run.records)
+    assert all(0 <= s <= 2 for _, s in stale), stale
+    assert max(s for rank, s in stale if rank == 0) == 2, stale  # the fast worker does run ahead, to the bound
+    s = run.summary()
+    assert s["per_worker"][0]["wait_s"] > s["per_worker"][1]["wait_s"]  # and it is the one that waits
+    assert s["test_acc"] >= 0.93, s
+    assert_replicas_agree(c, run.id)
+
+
+def test_async_converges_and_records_staleness(lab_cluster, tmp_path):
+    c = lab_cluster["c"]
+    run = c.train(RunConfig(steps=300, runs_dir=str(tmp_path), slowdown=[1, 3]).replace(strategy="async")).wait(timeout=180)
+    assert steps_per_rank(run) == {0: list(range(300)), 1: list(range(300))}
+    assert all(isinstance(r["staleness"], int) and r["staleness"] >= 0 for r in run.records)
+    assert max(r["staleness"] for r in run.records) >= 1  # really asynchronous
+    assert all(r["wait_s"] == 0 for r in run.records)      # and nobody waits for anybody
+    # the remote worker pushes a gradient and gets the parameters back; rank 0 shares the server's process
+    b = 4 * N_PARAMS
+    assert {(r["bytes_sent"], r["bytes_recv"]) for r in run.records if r["rank"] == 1} == {(b, b + 8)}
+    # rank 0's records carry the server's traffic while rank 0 trains (the straggler may push later)
+    served = sum(r["server_bytes_recv"] for r in run.records if r["rank"] == 0)
+    assert 0 < served <= 300 * b and served % b == 0
+    s = run.summary()
+    assert s["test_acc"] >= 0.93, s
+    assert_replicas_agree(c, run.id)
+
+
+@pytest.mark.parametrize("shard,optim", [("iid", "momentum"), ("dirichlet", "adam")])
+def test_local_sgd(lab_cluster, tmp_path, shard, optim):
+    """H = 8: averaging every 8 steps reaches 93% on IID shards; FedAvg on skewed shards with Adam runs."""
+    c = lab_cluster["c"]
+    knobs = {"strategy": "local", "period": 8, "data.shard": shard, "optim.name": optim}
+    if optim == "adam":
+        knobs["optim.lr"] = 0.003
+    run = c.train(RunConfig(steps=300 if shard == "iid" else 60, runs_dir=str(tmp_path)).replace(**knobs)).wait(timeout=180)
+    averaged = [r["step"] for r in run.records if r["rank"] == 0 and r["averaged"]]
+    assert averaged == list(range(7, run.cfg.steps, 8))
+    assert all(r["bytes_sent"] == 0 for r in run.records if not r["averaged"])  # no traffic between averagings
+    if shard == "iid":
+        assert run.summary()["test_acc"] >= 0.93, run.summary()
+    assert_replicas_agree(c, run.id)  # detach averaged the optimizer state too
+
+
+# -- switching mid-run ------------------------------------------------------------------------------
+def test_switch_sync_async_sync_mid_run(lab_cluster, tmp_path):
+    c = lab_cluster["c"]
+    run = c.train(RunConfig(steps=450, runs_dir=str(tmp_path)))
+    with pytest.raises(ConfigError):
+        run.set(staleness=-1)  # a bad live knob is refused before reaching any worker
+    switches = []
+    for at, name in ((120, "async"), (300, "sync")):
+        while run.step < at and not run.done:
+            run.poll()
+            time.sleep(0.05)
+        switches.append((run.set(strategy=name), name))
+    run.wait(timeout=180)
+    for step, name in switches:
+        marked = sorted(r["rank"] for r in run.records if r.get("changes", {}).get("strategy") == name)
+        assert marked == [0, 1] and {r["step"] for r in run.records if r.get("changes", {}).get("strategy") == name} == {step}
+        for r in run.records:  # every worker ran the same strategy at every step
+            assert r["strategy"] == ("sync" if r["step"] < switches[0][0] or r["step"] >= switches[1][0] else "async")
+    assert steps_per_rank(run) == {0: list(range(450)), 1: list(range(450))}
+    accs = run.series("test_acc")[1]
+    assert accs[-1] >= 0.93 and accs[-1] >= accs[0], accs
+    assert_replicas_agree(c, run.id)  # model and optimizer state came through both switches
+
+
+# -- a dead worker under async ------------------------------------------------------------------------
+def test_dead_worker_under_async_is_an_error_within_10_s(lab_cluster, tmp_path):
+    c = lab_cluster["c"]
+    run = c.train(RunConfig(steps=1_000_000, runs_dir=str(tmp_path)).replace(strategy="async"))
+    while run.step < 20:
+        run.poll()
+        time.sleep(0.05)
+    c.client[c.engine_ids[1]].apply_async(_call, "kill_self")  # dies at once, no answer
+    t0 = time.time()
+    with pytest.raises(WorkerError, match="worker 1 died"):
+        run.wait(timeout=30)
+    assert time.time() - t0 < 10
+    # the survivor's training thread and its server thread notice the abort and stop
+    deadline = time.time() + 5
+    while c.call(0, "fetch", run.id, 1 << 60)["status"] == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    assert c.call(0, "fetch", run.id, 1 << 60)["status"] == "failed"
+    threads = c.client[c.engine_ids[0]].apply_async(_lab_threads).get(timeout=10)
+    assert not threads, threads
+    lab_cluster["c"] = c.restart()
+    assert lab_cluster["c"].alive()
+
+
+@interactive
+def _lab_threads():
+    """Engine side: names of training / server threads still alive after 5 s (none expected)."""
+    import threading
+    import time as _t
+    end = _t.time() + 5.0
+    while _t.time() < end:
+        alive = [t.name for t in threading.enumerate() if t.name.startswith(("lab-run", "lab-ps"))]
+        if not alive:
+            return []
+        _t.sleep(0.1)
+    return alive
