@@ -109,7 +109,7 @@ class Cluster:
         check(isinstance(timeout_s, (int, float)) and 1 <= timeout_s <= 3600, "timeout_s", "a number in [1, 3600]", timeout_s)
         live = cls._live.get(cluster_id)
         if live is not None:
-            if reuse and live.alive() and live.workers == workers:
+            if reuse and live.alive() and live.workers == workers and live.healthy():
                 return live
             live.stop()
         if reuse:
@@ -159,6 +159,9 @@ class Cluster:
             infos = sorted(infos, key=lambda d: d["rank"] if d["rank"] is not None else -1)
             if len(ids) != workers or not all(d["initialized"] and d["world"] == workers for d in infos):
                 raise RuntimeError("does not fit")
+            probe = cls(client, ipp_cluster, order, infos, cluster_id=cluster_id, timeout_s=timeout_s)
+            if not probe.healthy():
+                raise RuntimeError("process group broken")
         except Exception:
             try:
                 ipp_cluster.stop_cluster_sync()
@@ -235,6 +238,15 @@ class Cluster:
                                   f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         return out
 
+    def apply(self, fn, *args, timeout: Optional[float] = None) -> list:
+        """Run `fn(*args)` on every worker at once (so it may use collectives); results by rank.
+
+        Example:
+            >>> cluster.apply(lab.ring.engine_check, 1000)   # [0.0, 0.0]
+        """
+        ars = [self.client[e].apply_async(fn, *args) for e in self.engine_ids]
+        return [ar.get(timeout=timeout or self.timeout_s * 4) for ar in ars]
+
     def call(self, rank: int, fn: str, *args, timeout: Optional[float] = None):
         """Call `lab.worker.<fn>(*args)` on one rank and return its result."""
         return self.client[self.engine_ids[rank]].apply_async(_call, fn, *args).get(timeout=timeout or self.timeout_s)
@@ -248,6 +260,18 @@ class Cluster:
             pass
         return all(_pid_alive(p) for p in self.pids) if self.ipp is not None else \
             set(self.engine_ids) <= set(self.client.ids)
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        """True when every worker answers and a tiny all-reduce over the process group succeeds.
+
+        A worker that died, or a collective that timed out, leaves the group unusable: then
+        `Cluster.start` replaces the cluster instead of reusing it.
+        """
+        try:
+            ars = [self.client[e].apply_async(_call, "health") for e in self.engine_ids]
+            return all(ar.get(timeout=timeout) for ar in ars)
+        except Exception:
+            return False
 
     def dead_workers(self) -> List[int]:
         """Ranks whose engine process has died (local clusters) or unregistered (others)."""

@@ -35,6 +35,8 @@ class DataConfig:
     test_fraction: float = 0.2      # held-out share for test metrics
     path: Optional[str] = None      # a local directory / file for cifar10 or text
     seq_len: int = 64               # characters per training sequence (text only)
+    env: str = "CartPole-v1"        # gymnasium environment id with discrete actions (cartpole data)
+    n_envs: int = 8                 # environments per worker (cartpole data); batch_size = rollout length
     seed: int = 0                   # shuffling, sharding and initialisation seed
 
     def validate(self):
@@ -46,6 +48,10 @@ class DataConfig:
         check(_num(self.test_fraction) and 0 < self.test_fraction < 1, "test_fraction", "in (0, 1)", self.test_fraction)
         check(_is_int(self.seq_len) and self.seq_len >= 2, "seq_len", "an integer >= 2", self.seq_len)
         check(_is_int(self.seed), "seed", "an integer", self.seed)
+        check(_is_int(self.n_envs) and 1 <= self.n_envs <= 1024, "n_envs", "an integer in [1, 1024]", self.n_envs)
+        if DATASETS.get(self.name).kind == "control":
+            from .agents.env import make_env
+            make_env(self.env, seed=0).close()  # rejects unknown or continuous-action environments
 
 
 @dataclass
@@ -67,12 +73,14 @@ class OptimConfig:
     lr: float = 0.003               # learning rate; can change mid-run
     momentum: float = 0.9           # used by `momentum`
     weight_decay: float = 0.0
+    clip_grad_norm: float = 0.0     # clip each worker's gradient norm before it is sent (0 = off)
 
     def validate(self):
         check_choice(self.name, OPTIMIZERS, "optimizer")
         check(_num(self.lr) and 0 < self.lr <= 10, "lr", "a number in (0, 10]", self.lr)
         check(_num(self.momentum) and 0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
         check(_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+        check(_num(self.clip_grad_norm) and self.clip_grad_norm >= 0, "clip_grad_norm", "a number >= 0 (0 = off)", self.clip_grad_norm)
 
 
 @dataclass
@@ -215,6 +223,7 @@ ALIASES = {
     "error_feedback": "strategy.compression.error_feedback",
     "bandwidth_mbps": "link.bandwidth_mbps", "latency_ms": "link.latency_ms",
     "batch_size": "data.batch_size", "model": "model.name", "data": "data.name",
+    "env": "data.env", "n_envs": "data.n_envs",
 }
 
 

@@ -118,8 +118,12 @@ class Run(RunData):
 
     # -- starting -------------------------------------------------------------------------------
     @classmethod
-    def start(cls, cluster, cfg: RunConfig) -> "Run":
-        """Validate `cfg`, save it under `runs/<id>/`, and start every worker's training thread."""
+    def start(cls, cluster, cfg: RunConfig, resume: Optional[dict] = None) -> "Run":
+        """Validate `cfg`, save it under `runs/<id>/`, and start every worker's training thread.
+
+        `resume` is a checkpoint dict (see `Run.resume_from`): the workers continue from its weights,
+        optimizer state and step.
+        """
         cfg.validate(workers=cluster.workers)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}-{uuid.uuid4().hex[:6]}"
         path = Path(cfg.runs_dir) / run_id
@@ -127,9 +131,35 @@ class Run(RunData):
         self = cls(cluster, run_id, cfg, path)
         _write_json(path / "config.json", cfg.to_dict())
         self._save_meta()
-        cluster._call_all("start_run", [(run_id, cfg.to_dict())] * cluster.workers)
+        if resume is not None:
+            self.meta["resumed_from"] = resume.get("run_id", "?")
+            self.meta["resumed_at_step"] = int(resume["step"])
+        cluster._call_all("start_run", [(run_id, cfg.to_dict(), resume)] * cluster.workers)
         self.meta["status"] = "running"
         return self
+
+    @classmethod
+    def resume_from(cls, cluster, path, **changes) -> "Run":
+        """Continue a saved run (e.g. after a worker died) from its last checkpoint, as a new run.
+
+        Chapter 11 (faults and recovery). The new run starts at the checkpoint's step with its
+        weights and optimizer state; `changes` edit the config (e.g. `steps=600`).
+
+        Example:
+            >>> cluster = cluster.restart()
+            >>> run = Run.resume_from(cluster, "runs/20261123-101500-sync-ab12cd")
+        """
+        import torch
+        path = Path(path)
+        ck_path = path / "checkpoint.pt"
+        if not ck_path.exists():
+            from .errors import ConfigError
+            raise ConfigError("run path", "a saved run with a checkpoint.pt (runs/<id>/)", str(path))
+        ck = torch.load(ck_path, weights_only=False)
+        ck["run_id"] = path.name
+        cfg = RunConfig.from_dict(ck["config"]).replace(**changes)
+        cfg.name = cfg.name or f"resumed {path.name}"
+        return cls.start(cluster, cfg, resume=ck)
 
     # -- streaming ------------------------------------------------------------------------------
     def subscribe(self, callback: Callable[["Run", List[dict]], None]) -> None:

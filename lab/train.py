@@ -44,10 +44,12 @@ class Trainer:
         emit: called with each record (a dict) as soon as it exists.
         control: the worker's ControlPoint (None: no live changes, e.g. in-process tests).
         on_checkpoint: called on rank 0 with a checkpoint dict every `checkpoint_every` steps.
+        resume: a checkpoint (see `checkpoint`) to continue from: weights, optimizer state, step.
     """
 
     def __init__(self, cfg: RunConfig, ctx: WorkerContext, emit: Callable[[dict], None],
-                 control: Optional[ControlPoint] = None, on_checkpoint: Optional[Callable[[dict], None]] = None):
+                 control: Optional[ControlPoint] = None, on_checkpoint: Optional[Callable[[dict], None]] = None,
+                 resume: Optional[dict] = None):
         self.cfg = RunConfig.from_dict(cfg.to_dict())
         self.ctx, self.emit, self.control = ctx, emit, control
         self.on_checkpoint = on_checkpoint
@@ -57,7 +59,12 @@ class Trainer:
         ctx.comm.link = self.cfg.link
         self.strategy = STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, ctx)
         self.paused = self.stopped = False
-        self.step = 0
+        self.start_step = 0
+        if resume is not None:
+            self.model.load_state_dict(resume["model"])
+            self.optimizer.load_state_dict(resume["optimizer"])
+            self.start_step = int(resume["step"])
+        self.step = self.start_step
 
     # -- live changes -------------------------------------------------------------------------
     def apply(self, changes: dict) -> None:
@@ -115,10 +122,12 @@ class Trainer:
         cfg, ctx, comm = self.cfg, self.ctx, self.ctx.comm
         self.strategy.attach(self.model, self.optimizer)
         batches = self.task.batches(ctx.rank, ctx.world, lambda: self.cfg.data.batch_size)
+        for _ in range(self.start_step):  # a resumed run sees the batches it would have seen
+            next(batches)
         comm.barrier()  # a common start, so every worker's clock `t` starts together
         start = time.perf_counter()
         self.model.train()
-        for step in range(cfg.steps):
+        for step in range(self.start_step, cfg.steps):
             self.step = step
             changes = self._boundary(step)
             if self.stopped:
@@ -128,6 +137,8 @@ class Trainer:
             loss, n, extras = self.task.loss(self.model, next(batches))
             self.optimizer.zero_grad(set_to_none=False)
             loss.backward()
+            if cfg.optim.clip_grad_norm > 0:  # local clipping, before the gradient travels (as in A3C)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
             compute = time.perf_counter() - t0
             if ctx.slowdown > 1.0:
                 time.sleep((ctx.slowdown - 1.0) * compute)  # a straggler: this worker is `slowdown`x slower

@@ -108,7 +108,7 @@ def info() -> dict:
             "cuda": torch.cuda.device_count()}
 
 
-def start_run(run_id: str, cfg_dict: dict) -> str:
+def start_run(run_id: str, cfg_dict: dict, resume: Optional[dict] = None) -> str:
     """Start training in a background thread and return at once."""
     from .config import RunConfig
     from .control import ControlPoint
@@ -127,7 +127,7 @@ def start_run(run_id: str, cfg_dict: dict) -> str:
 
     def body():
         try:
-            st.trainer = Trainer(cfg, ctx, st.records.append, st.control, keep_checkpoint)
+            st.trainer = Trainer(cfg, ctx, st.records.append, st.control, keep_checkpoint, resume)
             st.status = "running"
             st.trainer.run()
             st.status = "stopped" if st.trainer.stopped else "finished"
@@ -190,3 +190,16 @@ def model_state(run_id: str) -> dict:
     """This worker's current model parameters (CPU copies), e.g. to check replicas agree."""
     model = RUNS[run_id].trainer.model
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def health() -> bool:
+    """A one-number all-reduce over the cluster's process group: True if the group still works."""
+    import torch.distributed as dist
+    busy = [r.id for r in RUNS.values() if r.thread is not None and r.thread.is_alive()]
+    if not dist.is_initialized():
+        return False
+    if busy:  # a run is using the group right now (a collective here could interleave with its own)
+        return True
+    t = torch.ones(1)
+    dist.all_reduce(t)
+    return int(t.item()) == STATE["world"]

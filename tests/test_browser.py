@@ -108,6 +108,7 @@ def browser_context(server):
     shutil.rmtree(profile, ignore_errors=True)
 
 
+KINDS = [c["cell_type"] for c in json.loads((ROOT / "notebooks" / CHAPTER).read_text())["cells"]]
 PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => ({
     title: (el.layout && el.layout.title && el.layout.title.text) || '',
     traces: (el.data || []).length,
@@ -132,15 +133,28 @@ def wait_idle(page, timeout=300):
 
 
 def run_cells(page, first, count):
-    """Select cell `first`, then Shift+Enter `count` times, waiting for each to finish."""
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(first)
-    cell.scroll_into_view_if_needed()
-    cell.locator(".jp-InputArea-prompt").click()
-    page.keyboard.press("Escape")
-    for _ in range(count):
-        page.keyboard.press("Shift+Enter")
-        time.sleep(0.3)
+    """Run cells first..first+count-1 one by one (Shift+Enter), each to the end, like a user."""
+    for i in range(first, first + count):
+        cell = page.locator(".jp-Notebook .jp-Cell").nth(i)
+        cell.scroll_into_view_if_needed()
+        is_code = KINDS[i] == "code"
+        prompt = cell.locator(".jp-InputArea-prompt")
+        for attempt in range(3):  # a keypress sent while the kernel is still starting can be lost
+            prompt.click()
+            page.keyboard.press("Escape")
+            page.keyboard.press("Shift+Enter")
+            if not is_code:
+                break
+            deadline = time.time() + 20
+            while time.time() < deadline and not re.search(r"\[[\d*]+\]", prompt.inner_text()):
+                time.sleep(0.2)
+            if re.search(r"\[[\d*]+\]", prompt.inner_text()):
+                break
+        t0 = time.time()
         wait_idle(page)
+        print(f"cell {i} ({KINDS[i]}) done in {time.time() - t0:.1f} s", flush=True)
+        if is_code:
+            assert re.search(r"\[\d+\]", prompt.inner_text()), f"cell {i} did not run"
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
     assert not tracebacks, tracebacks
@@ -157,6 +171,13 @@ def set_slider(page, label, value):
     page.keyboard.press("Enter")
 
 
+def dismiss_news(page):
+    """JupyterLab asks whether to fetch its news: answer No, as a user would (it hides the plots)."""
+    no = page.get_by_role("button", name="No", exact=True)
+    if no.count():
+        no.first.click()
+
+
 def wait_for(pred, timeout, what):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -167,7 +188,7 @@ def wait_for(pred, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_arena_chapter_in_the_browser(server, browser_context):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser_context.new_page()
@@ -178,7 +199,7 @@ def test_arena_chapter_in_the_browser(server, browser_context):
 
     # cluster and panel (cells 0-3), then start a long run from the panel's own button
     run_cells(page, 0, 4)
-    set_slider(page, "steps", 3000)
+    set_slider(page, "steps", 50000)   # long enough to change it and stop it by hand
     page.locator("button.widget-button[title='start']").click()
     wait_for(lambda: any(p["traces"] == 2 and min(p["points"]) > 5 for p in plots(page, "training loss")),
              90, "the dashboard's first points")
@@ -189,6 +210,7 @@ def test_arena_chapter_in_the_browser(server, browser_context):
     time.sleep(2.0)
     after = sum(plots(page, "training loss")[0]["points"])
     assert after > before, "no new data arrived while the run went on"   # the kernel is idle, data keep coming
+    dismiss_news(page)
     page.screenshot(path=str(ARTIFACTS / "browser-1-dashboard-live.png"), full_page=False)
 
     # move the learning rate: every worker switches at one step, saved in the run's events, marked on the plot
@@ -208,8 +230,7 @@ def test_arena_chapter_in_the_browser(server, browser_context):
     assert sorted(r["rank"] for r in marked) == [0, 1] and len({r["step"] for r in marked}) == 1
 
     # the rest of the chapter: a run from code, the arena queue, the wait, the export, stopping the cluster
-    n_cells = page.locator(".jp-Notebook .jp-Cell").count()
-    run_cells(page, 4, n_cells - 4)
+    run_cells(page, 4, len(KINDS) - 4)
     arena = plots(page, "training loss against time")
     assert arena and arena[0]["traces"] == 5, arena             # the panel's run and the four queued ones
     assert all(min(p["points"]) > 0 for p in arena)

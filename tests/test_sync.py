@@ -128,3 +128,17 @@ def test_dead_worker_is_a_clear_error_within_seconds(cluster_factory, runs_dir):
     assert time.time() - t0 < 10
     assert load_run(run.path).meta["status"] == "failed"  # what was recorded is saved
     assert len(load_run(run.path).records) >= 10
+
+
+def test_resume_from_checkpoint_continues_exactly(cluster2, runs_dir):
+    """A run resumed from its checkpoint ends where an uninterrupted run ends (float64, no dropout)."""
+    from lab.runs import Run
+    cfg = RunConfig(steps=40, checkpoint_every=20, runs_dir=runs_dir).replace(**{
+        "model.dtype": "float64", "model.dropout": 0.0})
+    first = cluster2.train(cfg).wait(timeout=120)
+    resumed = Run.resume_from(cluster2, first.path, steps=80).wait(timeout=120)
+    assert min(r["step"] for r in resumed.records) == 40 and resumed.meta["resumed_at_step"] == 40
+    whole = cluster2.train(cfg.replace(steps=80)).wait(timeout=120)
+    a = torch.load(resumed.path / "checkpoint.pt")["model"]
+    b = torch.load(whole.path / "checkpoint.pt")["model"]
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-9

@@ -48,7 +48,7 @@ def make_knobs(cfg: RunConfig, workers: int) -> Dict[str, W.Widget]:
     bw = cfg.link.bandwidth_mbps
     return {
         "workers": _slider(W.IntSlider, "workers", value=workers, min=1, max=8),
-        "steps": _slider(W.IntSlider, "steps", value=cfg.steps, min=10, max=5000, step=10),
+        "steps": _slider(W.IntSlider, "steps", value=cfg.steps, min=10, max=100_000, step=10),
         "lr": _slider(W.FloatLogSlider, "learning rate", value=cfg.optim.lr, base=10, min=-4, max=0, step=0.05,
                       readout_format=".3g"),
         "batch_size": _slider(W.IntSlider, "batch size", value=cfg.data.batch_size, min=1, max=256),
@@ -131,7 +131,8 @@ class StrategyPanel:
         for r in range(workers):
             s = W.FloatSlider(value=float(factors[r]) if r < len(factors) else 1.0, min=1, max=10, step=0.5,
                               description=f"w{r}", orientation="vertical", continuous_update=False,
-                              readout_format=".1f", layout=W.Layout(height="110px", width="46px"))
+                              readout_format=".1f", style={"description_width": "initial"},
+                              layout=W.Layout(height="120px", width="60px"))
             s.observe(lambda ch: self._on_knob("slowdown"), "value")
             sliders.append(s)
         self.knobs["slowdown"].children = [W.HTML("slow-down ×<br>per worker",

@@ -71,6 +71,7 @@ class ControlTask(Task):
         self.envs = [make_env(self.cfg.env, base + i) for i in range(self.cfg.n_envs)]
         self.obs = np.stack([e.reset(seed=base + i)[0] for i, e in enumerate(self.envs)]).astype(np.float32)
         self.ep_ret = np.zeros(self.cfg.n_envs)
+        self.ep_len = np.zeros(self.cfg.n_envs, np.int64)
         self.gen = torch.Generator().manual_seed(base)   # action sampling, independent of global RNG
 
     def batches(self, rank, world, batch_size):
@@ -83,8 +84,9 @@ class ControlTask(Task):
     def loss(self, model, batch):
         """Collect `batch` steps in each environment with the current model; return the A2C loss.
 
-        Returns (loss, env steps, {"episodes": finished episodes, "episode_return": their mean
-        return (only when some finished), "entropy": mean policy entropy}).
+        Returns (loss, env steps, {"episodes": finished episodes, "episode_return" and
+        "episode_length": their mean return and length (only when some finished), "entropy": mean
+        policy entropy}).
         """
         if not self.envs:
             self._start(0)
@@ -95,7 +97,7 @@ class ControlTask(Task):
         act_buf = np.zeros((T, N), np.int64)
         rew_buf = np.zeros((T, N), np.float32)
         done_buf = np.zeros((T, N), np.float32)
-        finished = []
+        finished, lengths = [], []
         for t in range(T):
             with torch.no_grad():   # collection only; gradients come from one batched pass below
                 logits, _ = model(as_t(self.obs))
@@ -104,6 +106,7 @@ class ControlTask(Task):
             for i, env in enumerate(self.envs):
                 o, r, term, trunc, _ = env.step(int(actions[i]))
                 self.ep_ret[i] += r
+                self.ep_len[i] += 1
                 if trunc and not term:
                     # a time-limit cut is not failure: bootstrap from the value of where it stopped
                     with torch.no_grad():
@@ -111,7 +114,8 @@ class ControlTask(Task):
                 rew_buf[t, i], done_buf[t, i] = r, float(term or trunc)
                 if term or trunc:
                     finished.append(self.ep_ret[i])
-                    self.ep_ret[i] = 0.0
+                    lengths.append(self.ep_len[i])
+                    self.ep_ret[i], self.ep_len[i] = 0.0, 0
                     o, _ = env.reset()
                 self.obs[i] = o
         with torch.no_grad():
@@ -131,6 +135,7 @@ class ControlTask(Task):
         extras: Dict[str, float] = {"episodes": len(finished), "entropy": entropy.item()}
         if finished:
             extras["episode_return"] = float(np.mean(finished))
+            extras["episode_length"] = float(np.mean(lengths))
         return loss, T * N, extras
 
     @torch.no_grad()
