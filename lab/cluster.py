@@ -251,6 +251,14 @@ class Cluster:
         """Call `lab.worker.<fn>(*args)` on one rank and return its result."""
         return self.client[self.engine_ids[rank]].apply_async(_call, fn, *args).get(timeout=timeout or self.timeout_s)
 
+    def kill_worker(self, rank: int) -> None:
+        """Fault injection (chapter 11, tests): worker `rank`'s engine dies at once, as in a crash."""
+        check(isinstance(rank, int) and 0 <= rank < self.workers, "rank", f"an integer in [0, {self.workers - 1}]", rank)
+        self.client[self.engine_ids[rank]].apply_async(_call, "kill_self")
+        deadline = time.time() + 10
+        while time.time() < deadline and rank not in self.dead_workers():
+            time.sleep(0.05)
+
     def alive(self) -> bool:
         """True when every worker's engine process is still there (checked locally, at once)."""
         try:

@@ -120,7 +120,7 @@ def plots(page, title):
     return [p for p in page.evaluate(PLOTS_JS) if p["title"].startswith(title)]
 
 
-def wait_idle(page, timeout=300):
+def wait_idle(page, timeout=600):
     """Until no cell shows [*] (running or queued) and the kernel reports idle."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -188,7 +188,7 @@ def wait_for(pred, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_arena_chapter_in_the_browser(server, browser_context):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser_context.new_page()
@@ -202,7 +202,7 @@ def test_arena_chapter_in_the_browser(server, browser_context):
     set_slider(page, "steps", 50000)   # long enough to change it and stop it by hand
     page.locator("button.widget-button[title='start']").click()
     wait_for(lambda: any(p["traces"] == 2 and min(p["points"]) > 5 for p in plots(page, "training loss")),
-             90, "the dashboard's first points")
+             300, "the dashboard's first points")   # generous: this machine's 2 cores are shared
     loss = plots(page, "training loss")[0]
     assert loss["traces"] == 2                                    # one trace per worker
     assert all(p["traces"] == 2 for p in plots(page, "throughput"))
@@ -211,6 +211,7 @@ def test_arena_chapter_in_the_browser(server, browser_context):
     after = sum(plots(page, "training loss")[0]["points"])
     assert after > before, "no new data arrived while the run went on"   # the kernel is idle, data keep coming
     dismiss_news(page)
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser-1-dashboard-live.png"), full_page=False)
 
     # move the learning rate: every worker switches at one step, saved in the run's events, marked on the plot
@@ -221,10 +222,10 @@ def test_arena_chapter_in_the_browser(server, browser_context):
                       "the change in the run's events")
     assert events[0]["changes"] == {"lr": 0.02}
     wait_for(lambda: plots(page, "training loss")[0]["shapes"] >= 1, 30, "the change marker on the plot")
-    page.locator(".widget-button", has_text="stop").first.scroll_into_view_if_needed()
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser-2-lr-changed.png"))
     page.locator("button.widget-button[title='stop']").click()
-    wait_for(lambda: "stopped" in page.locator(".widget-html", has_text="ETA").first.inner_text(), 60, "the stop")
+    wait_for(lambda: "stopped" in page.locator(".widget-html", has_text="ETA").first.inner_text(), 120, "the stop")
     records = [json.loads(l) for l in (meta_path.parent / "records.jsonl").read_text().splitlines() if l.strip()]
     marked = [r for r in records if r.get("changes")]
     assert sorted(r["rank"] for r in marked) == [0, 1] and len({r["step"] for r in marked}) == 1

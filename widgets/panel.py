@@ -14,13 +14,12 @@ Example:
 from __future__ import annotations
 
 import html
-import time
 from typing import Callable, Dict, List, Optional
 
 import ipywidgets as W
 
 from lab.compression import COMPRESSORS
-from lab.config import RunConfig, get_path
+from lab.config import RunConfig
 from lab.errors import LabError
 from lab.strategies import STRATEGIES
 
@@ -132,7 +131,7 @@ class StrategyPanel:
             s = W.FloatSlider(value=float(factors[r]) if r < len(factors) else 1.0, min=1, max=10, step=0.5,
                               description=f"w{r}", orientation="vertical", continuous_update=False,
                               readout_format=".1f", style={"description_width": "initial"},
-                              layout=W.Layout(height="120px", width="60px"))
+                              layout=W.Layout(height="150px", width="60px", padding="4px 0"))
             s.observe(lambda ch: self._on_knob("slowdown"), "value")
             sliders.append(s)
         self.knobs["slowdown"].children = [W.HTML("slow-down ×<br>per worker",

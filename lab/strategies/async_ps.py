@@ -93,9 +93,12 @@ class Server:
 
     def __init__(self, params, optimizer, world: int, scale: float):
         self.lock = threading.Lock()
-        self.params = [p.detach().clone() for p in params]
+        clone = {id(p): p.detach().clone() for p in params}
+        self.params = [clone[id(p)] for p in params]  # the model's order, for flat messages
         self.user_optimizer = optimizer
-        self.optimizer = type(optimizer)(self.params, **optimizer.defaults)
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [clone[id(p)] for p in g["params"]]}
+                  for g in optimizer.param_groups]
+        self.optimizer = type(optimizer)(groups, **optimizer.defaults)
         self.optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
         self.scale = scale
         self.version = 0               # updates applied since attach
@@ -230,11 +233,9 @@ class AsyncPS(Strategy):
 
     def detach(self):
         ctx, comm = self.ctx, self.ctx.comm
-        if ctx.world == 1:
-            return
         if ctx.rank == 0:
             with comm.waiting():  # the server drains every message sent before each worker's `done`
-                while self.thread.is_alive():
+                while self.thread is not None and self.thread.is_alive():
                     self.thread.join(POLL_S)
                     why = aborted(ctx)
                     if why:
@@ -243,6 +244,8 @@ class AsyncPS(Strategy):
             if self.error:
                 raise WorkerError(f"the parameter server on rank 0 failed: {self.error}")
             self.server.state_into(self.params(), self.optimizer)
+            if ctx.world == 1:
+                return
             self.store.set(f"{self.ns}/final", "1")
         else:
             self._announce("done")
