@@ -16,6 +16,12 @@ for var, sub in (("JUPYTER_CONFIG_DIR", "jconfig"), ("JUPYTER_DATA_DIR", "jdata"
 os.environ.setdefault("LAB_QUICK", "1")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
+import torch  # noqa: E402
+
+# In-process training in tests shares the 2 cores with the cluster's engines: one thread avoids
+# oversubscription (seen 30x slower with torch's default on a loaded machine).
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def runs_dir(tmp_path):

@@ -2,10 +2,11 @@
 
 Each run stops once rank 0's greedy return (5 episodes) reaches 300 (`stop_at`) and its final
 policy, `runs/<id>/checkpoint.pt`, is re-checked on 20 greedy episodes it was never stopped on. The
-bar is 300, not 195, because 5 episodes are a weak screen: in sweeps, policies stopped at 195-240
-re-checked at 135-180, those stopped above 300 at 225-470. Budgets are counted in updates (at most
-400 per worker of 16 x 8 environment steps), never seconds: the machine's load changes how long
-they take, not what they learn. In sweeps over seeds 0-9 both agents passed 300 within 100-225 updates.
+bar is 300, not 195, because 5 episodes are a weak screen: in sweeps (seeds 0-7, both agents),
+policies stopped just above 195 re-checked at 135-295, those stopped above 300 (seeds 0-5) at
+225-500. Budgets are counted in updates (at most 400 per worker of 16 x 8 environment steps), never
+seconds: the machine's load changes how long they take, not what they learn. In those sweeps both
+agents passed 300 within 100-225 updates.
 """
 import os
 

@@ -188,10 +188,26 @@ def wait_for(pred, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.timeout(1500)
-def test_arena_chapter_in_the_browser(server, browser_context):
+@pytest.fixture
+def page(browser_context):
+    """A fresh tab; on failure its screenshot is saved as test-artifacts/browser-failure.png."""
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser_context.new_page()
+    yield page
+    page.close()
+
+
+@pytest.mark.timeout(1500)
+def test_arena_chapter_in_the_browser(server, browser_context, page):
+    try:
+        _arena_chapter(server, browser_context, page)
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / "browser-failure.png"))
+        print("panel says:", page.locator(".widget-html").all_inner_texts()[:12])
+        raise
+
+
+def _arena_chapter(server, browser_context, page):
     page.goto(f"{server['url']}/lab/tree/{CHAPTER}?token={server['token']}")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
     wait_for(lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()

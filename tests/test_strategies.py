@@ -27,7 +27,8 @@ def _optimizer_state(run_id):
     """Engine side: this worker's optimizer state as plain CPU tensors."""
     from lab import worker
     sd = worker.RUNS[run_id].trainer.optimizer.state_dict()["state"]
-    return {(i, k): (v.detach().cpu().clone() if hasattr(v, "detach") else v) for i, st in sd.items() for k, v in st.items()}
+    return {(i, k): (v.detach().cpu().clone() if hasattr(v, "detach") else v)
+            for i, st in sd.items() for k, v in st.items()}
 
 
 def states(cluster, run_id):
@@ -39,7 +40,8 @@ def states(cluster, run_id):
 
 def max_diff(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
-    return max(((a[k] - b[k]).abs().max().item() if hasattr(a[k], "abs") else abs(a[k] - b[k])) for k in a) if a else 0.0
+    diffs = [(a[k] - b[k]).abs().max().item() if hasattr(a[k], "abs") else abs(a[k] - b[k]) for k in a]
+    return max(diffs, default=0.0)
 
 
 def assert_replicas_agree(cluster, run_id):
@@ -116,7 +118,8 @@ def test_ssp_never_exceeds_its_bound_with_a_straggler(lab_cluster, tmp_path):
 
 def test_async_converges_and_records_staleness(lab_cluster, tmp_path):
     c = lab_cluster["c"]
-    run = c.train(RunConfig(steps=300, runs_dir=str(tmp_path), slowdown=[1, 3]).replace(strategy="async")).wait(timeout=180)
+    cfg = RunConfig(steps=300, runs_dir=str(tmp_path), slowdown=[1, 3]).replace(strategy="async")
+    run = c.train(cfg).wait(timeout=180)
     assert steps_per_rank(run) == {0: list(range(300)), 1: list(range(300))}
     assert all(isinstance(r["staleness"], int) and r["staleness"] >= 0 for r in run.records)
     assert max(r["staleness"] for r in run.records) >= 1  # really asynchronous

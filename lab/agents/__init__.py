@@ -3,7 +3,9 @@
 `lab.agents.env` holds the loop and environments, `lab.agents.dqn` the single-process DQN,
 `lab.agents.actor_critic` the actor-critic model (registered as model "actor_critic") and the
 single-process A2C reference trainer. The distributed trainer sees the actor-critic through the
-"cartpole" task in `lab.tasks.control`, so `sync` trains it as A2C and `async` as A3C.
+"cartpole" task in `lab.tasks.control`, so `sync` trains it as A2C and `async` as A3C;
+`lab.agents.distributed` holds the tuned run configs for both (`a3c_config`, `a2c_config`) and
+`stop_at`, which ends a run once the agent has solved the task.
 """
 from .env import (DEFAULT_ENV, Episode, evaluate_policy, greedy_policy, make_env,  # noqa: F401
                   random_policy, run_episode)

@@ -162,7 +162,7 @@ def compression(quick: bool = False) -> dict:
             m["steps to 95%"] = slow["steps to 95%"]
     for row in rows:  # crossover against fp32 sync of the same model, workers and link
         ref = found.get((row["model"], row["workers"], "fp32 sync", None))
-        if row["model"] == "cnn" and row["link"] == "loopback" and ref is not None:
+        if row["model"] == "cnn" and row["link"] == "loopback" and ref is not None and row["compressor"] != "fp32 sync":
             m = found[(row["model"], row["workers"], row["compressor"], None)]
             row["steps to 95%"] = m["steps to 95%"]
             row["crossover Mbit/s"] = crossover_mbps(m, ref)

@@ -36,8 +36,9 @@ def ps_load(quick: bool = False) -> dict:
                      "sync busiest worker MB/step": ring / 1e6,
                      "server / sync": server / ring if ring else float("nan")})
     by_n = {r["workers"]: r for r in rows}
-    ratios = {"ps server bytes, 4 workers / 2 workers": by_n[4]["ps server MB/step"] / by_n[2]["ps server MB/step"],
-              "sync worker bytes, 4 workers / 2 workers": by_n[4]["sync busiest worker MB/step"] / by_n[2]["sync busiest worker MB/step"],
+    server, ring = "ps server MB/step", "sync busiest worker MB/step"
+    ratios = {"ps server bytes, 4 workers / 2 workers": by_n[4][server] / by_n[2][server],
+              "sync worker bytes, 4 workers / 2 workers": by_n[4][ring] / by_n[2][ring],
               "ps server / sync worker at 4 workers": by_n[4]["server / sync"]}
     return {"table": rows, "ratios": ratios,
             "note": "CNN on digits (fp32 gradients); bytes sent + received per step, from the records' ledger."}

@@ -34,11 +34,11 @@ def measure(cluster, configs, base) -> list:
         s = run.summary()
         acc = cluster.client[cluster.engine_ids[0]].apply_async(final_accuracy, run.id).get(timeout=60)
         stale = [r["staleness"] for r in run.records if r["staleness"] is not None]
-        rows.append({"strategy": label, "samples/s (sum of workers)": s["throughput_total"],
-                     "wall s": s["wall_s"], "final test acc": acc,
-                     "mean staleness": sum(stale) / len(stale) if stale else 0.0, "max staleness": max(stale, default=0),
-                     "wait s (fast worker)": s["per_worker"][0]["wait_s"],
-                     "MB sent per worker-step": sum(p["bytes_sent_per_step"] for p in s["per_worker"].values()) / len(s["per_worker"]) / 1e6})
+        per = s["per_worker"].values()
+        rows.append({"strategy": label, "samples/s (sum of workers)": s["throughput_total"], "wall s": s["wall_s"],
+                     "final test acc": acc, "mean staleness": sum(stale) / len(stale) if stale else 0.0,
+                     "max staleness": max(stale, default=0), "wait s (fast worker)": s["per_worker"][0]["wait_s"],
+                     "MB sent per worker-step": sum(p["bytes_sent_per_step"] for p in per) / len(per) / 1e6})
     return rows
 
 
@@ -56,7 +56,8 @@ def stragglers(quick: bool = False) -> dict:
     sync = rows[0]
     ratios = {}
     for r in rows[1:]:
-        ratios[f"{r['strategy']} / sync throughput"] = r["samples/s (sum of workers)"] / sync["samples/s (sum of workers)"]
+        tput = "samples/s (sum of workers)"
+        ratios[f"{r['strategy']} / sync throughput"] = r[tput] / sync[tput]
         ratios[f"{r['strategy']} - sync accuracy (points)"] = 100 * (r["final test acc"] - sync["final test acc"])
     return {"table": rows, "ratios": ratios,
             "note": f"{workers} workers, the last slowed {STRAGGLER:g}x, {base.steps} steps each "

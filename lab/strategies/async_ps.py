@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import datetime
 import threading
-import time
 from typing import Optional
 
 import torch
