@@ -122,6 +122,11 @@ class StrategyConfig:
         check(_is_int(self.period) and self.period >= 1, "period", "an integer >= 1", self.period)
         check(_num(self.bucket_mb) and self.bucket_mb > 0, "bucket_mb", "a number > 0", self.bucket_mb)
         self.compression.validate()
+        if getattr(STRATEGIES.get(self.name), "server", False):
+            from .compression import COMPRESSORS
+            ok = [n for n in COMPRESSORS.names() if getattr(COMPRESSORS.get(n), "shape_ctx", True)]
+            check_choice_msg = f"one of {', '.join(ok)} with strategy {self.name} (a server decodes each worker's payload)"
+            check(self.compression.name in ok, "compressor", check_choice_msg, self.compression.name)
 
 
 @dataclass

@@ -234,10 +234,10 @@ def _arena_chapter(server, browser_context, page):
     run_id = re.search(r"\d{8}-\d{6}-\w+-[0-9a-f]{6}", page.locator(".widget-html", has_text="ETA").first.inner_text()).group(0)
     set_slider(page, "learning rate", 0.02)
     meta_path = server["work"] / "runs" / run_id / "meta.json"
-    events = wait_for(lambda: meta_path.exists() and json.loads(meta_path.read_text())["events"], 30,
+    events = wait_for(lambda: meta_path.exists() and json.loads(meta_path.read_text())["events"], 60,
                       "the change in the run's events")
     assert events[0]["changes"] == {"lr": 0.02}
-    wait_for(lambda: plots(page, "training loss")[0]["shapes"] >= 1, 30, "the change marker on the plot")
+    wait_for(lambda: plots(page, "training loss")[0]["shapes"] >= 1, 120, "the change marker on the plot")
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser-2-lr-changed.png"))
     page.locator("button.widget-button[title='stop']").click()

@@ -112,24 +112,13 @@ def measure(cluster, pids, store_port, cfg) -> dict:
             "ledger_sent": sum(r["bytes_sent"] for r in run.records),
             "ledger_recv": sum(r["bytes_recv"] for r in run.records),
             "messages": sum(r["messages"] for r in run.records),
+            "framing": sum(r["framing_bytes"] for r in run.records),
             "wire_sent": _delta(before, after, "acked"), "wire_recv": _delta(before, after, "received")}
 
 
-# gloo's framing on TCP, measured on loopback (torch 2.x gloo, 2 and 4 ranks, tensors of 4 B to
-# 256 KB): every collective costs its algorithm's bytes (ring all-reduce 2 (n-1)/n B, all-gather
-# (n-1) B: the ledger's formulas hold exactly for large tensors) plus about 290 B per message the
-# ledger counts (all-reduce 2 (n-1), all-gather n-1): gloo splits each ring step in two and every
-# message carries a preamble and ready notifications. A barrier costs ~147 B per rank per round
-# (ceil(log2 n) rounds). The ledger charges payload only, so these bytes are what it leaves out.
-FRAMING_PER_MESSAGE = 290
-BARRIER_BYTES = 147
-
-
-def with_framing(m: dict, workers: int = 2) -> int:
-    """The ledger's total plus gloo's framing: what the wire should carry."""
-    steps = len(m["run"].records)  # one barrier per worker per step (sync), plus the start barrier
-    rounds = max(1, (workers - 1).bit_length())
-    return m["ledger_sent"] + FRAMING_PER_MESSAGE * m["messages"] + BARRIER_BYTES * rounds * (steps + workers)
+def with_framing(m: dict) -> int:
+    """The ledger's algorithm bytes plus its estimate of gloo's framing (lab.comm.FRAMING)."""
+    return m["ledger_sent"] + m["framing"]
 
 
 CASES = {

@@ -59,7 +59,7 @@ class LiveDashboard:
         widget: the ipywidgets box (displaying the dashboard displays it).
     """
 
-    def __init__(self, run=None, *, max_fps: float = 4.0, max_points: int = 1500, x: str = "step",
+    def __init__(self, run=None, *, max_fps: float = 2.0, max_points: int = 600, x: str = "step",
                  smoothing: float = 0.0, window: int = 50, height: int = 260):
         self.max_fps, self.max_points, self.window, self.height = max_fps, max_points, window, height
         self.run = None

@@ -26,6 +26,9 @@ Optional hooks a compressor may define (`exchange` looks for them by name):
         bytes handed to the collective for a tensor of this shape (default: uncompressed).
     error_feedback = True
         the compressor is only sound with error feedback, which is then always on (efsignsgd).
+    shape_ctx = False
+        its ctx depends on more than the tensor's shape (randomk's shared indices), so it cannot
+        be decoded by a parameter server (lab.compression.wire); default True.
 """
 from __future__ import annotations
 

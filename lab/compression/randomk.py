@@ -15,6 +15,7 @@ from .base import Base, numel
 
 @compressor("randomk")
 class RandomK(Base):
+    shape_ctx = False  # ctx holds indices re-drawn from a seed all-reduce peers share: no server can decode
     allreduce = True
 
     def __init__(self, cfg=None):

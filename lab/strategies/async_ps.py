@@ -27,6 +27,7 @@ from typing import Optional
 
 import torch
 
+from ..compression.wire import codec_for
 from ..errors import WorkerError
 from . import strategy
 from .base import StepInfo, Strategy
@@ -133,6 +134,7 @@ class Server:
 @strategy("async")
 class AsyncPS(Strategy):
     """Asynchronous parameter server: push, get the newest parameters back, never wait for peers."""
+    server = True  # gradients go point to point to a server (compressors: lab.compression.wire)
 
     def attach(self, model, optimizer):
         super().attach(model, optimizer)
@@ -140,6 +142,8 @@ class AsyncPS(Strategy):
         n = numel(ps)
         self.grad = torch.zeros(n, dtype=ps[0].dtype, device=ps[0].device)
         self.reply = torch.zeros(n + META, dtype=ps[0].dtype, device=ps[0].device)
+        # with a compressor, gradients travel as packed bytes (lab.compression.wire)
+        self.codec = codec_for(self.cfg, ctx, self.grad, self.name)
         _EPOCHS[ctx.run_id] = _EPOCHS.get(ctx.run_id, 0) + 1
         self.ns = f"lab/{ctx.run_id}/{self.name}/{_EPOCHS[ctx.run_id]}"
         self.store = store_client(ctx, "worker")
@@ -168,7 +172,8 @@ class AsyncPS(Strategy):
     def _serve(self):
         ctx, comm, srv = self.ctx, self.server_comm, self.server
         store = store_client(ctx, "server")
-        inbox = torch.zeros_like(self.grad)
+        inbox = self.codec.empty(self.grad.device) if self.codec else torch.zeros_like(self.grad)
+        decode = self.codec.decode if self.codec else (lambda t: t)
         out = torch.zeros_like(self.reply)
         done, seq = set(), 1
         while len(done) < ctx.world - 1:
@@ -186,7 +191,7 @@ class AsyncPS(Strategy):
             staleness = 0
             if kind == "push":
                 comm.recv(inbox, src, tag=TAG)
-                staleness = srv.push(src, inbox)
+                staleness = srv.push(src, decode(inbox))
             lag = srv.read_into(src, out)
             out[-2], out[-1] = staleness, lag
             comm.send(out, src, tag=TAG)
@@ -201,16 +206,17 @@ class AsyncPS(Strategy):
         ctx, comm, ps = self.ctx, self.ctx.comm, self.params()
         if push:
             flat_grads(ps, self.grad)
-            comm.note_payload(self.grad.numel() * self.grad.element_size(), self.grad.numel() * 4)
+            mine = self.codec.encode(self.grad) if self.codec else self.grad
+            comm.note_payload(mine.numel() * mine.element_size(), self.grad.numel() * 4)
         if ctx.rank == 0:  # in-process with the server: no bytes travel
             if self.error:
                 raise WorkerError(f"the parameter server on rank 0 failed: {self.error}")
-            staleness = self.server.push(0, self.grad) if push else 0
+            staleness = self.server.push(0, self.codec.decode(mine) if self.codec else mine) if push else 0
             lag = self.server.read_into(0, self.reply)
         else:
             self._announce("push" if push else "pull")
             if push:
-                comm.send(self.grad, 0, tag=TAG)
+                comm.send(mine, 0, tag=TAG)
             comm.recv(self.reply, 0, tag=TAG)
             staleness, lag = int(self.reply[-2].item()), int(self.reply[-1].item())
         load_flat(ps, self.reply[:-META])

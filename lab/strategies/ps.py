@@ -17,6 +17,7 @@ from typing import List
 
 import torch
 
+from ..compression.wire import codec_for
 from . import strategy
 from .base import StepInfo, Strategy
 
@@ -121,34 +122,40 @@ def average(comm, tensors: List[torch.Tensor]) -> None:
 @strategy("ps")
 class ParameterServer(Strategy):
     """Synchronous parameter server on rank 0: push gradients, average, pull parameters."""
+    server = True  # gradients go point to point to a server (compressors: lab.compression.wire)
 
     def attach(self, model, optimizer):
         super().attach(model, optimizer)
         ps = self.params()
         self.grad = torch.zeros(numel(ps), dtype=ps[0].dtype, device=ps[0].device)
         self.buf = torch.zeros_like(self.grad)
+        # with a compressor, gradients travel as packed bytes (lab.compression.wire)
+        self.codec = codec_for(self.cfg, self.ctx, self.grad, self.name)
+        self.inbox = self.codec.empty(self.grad.device) if self.codec else torch.zeros_like(self.grad)
 
     def step(self, step: int) -> StepInfo:
         ctx, comm, ps = self.ctx, self.ctx.comm, self.params()
         n = ctx.world
         flat_grads(ps, self.grad)
-        size = self.grad.numel() * self.grad.element_size()
-        comm.note_payload(size, self.grad.numel() * 4)
+        mine = self.codec.encode(self.grad) if self.codec else self.grad
+        comm.note_payload(mine.numel() * mine.element_size(), self.grad.numel() * 4)
+        decode = self.codec.decode if self.codec else (lambda t: t)
         if n > 1:
             comm.barrier()  # waiting for the slowest worker is waiting, not the server's traffic
         if ctx.rank == 0:
+            total = decode(mine).clone()
             for src in range(1, n):  # the server's inbound link: (n-1) gradients
-                comm.recv(self.buf, src, tag=TAG)
-                self.grad.add_(self.buf)
-            self.grad.div_(n)
-            set_grads(ps, self.grad)
+                comm.recv(self.inbox, src, tag=TAG)
+                total.add_(decode(self.inbox))
+            total.div_(n)
+            set_grads(ps, total)
             self.optimizer.step()
             flat_params(ps, self.buf)
             for dst in range(1, n):  # and outbound: (n-1) copies of the parameters
                 comm.send(self.buf, dst, tag=TAG)
             lg = comm.ledger
             return StepInfo(staleness=0, extra={"server_bytes_sent": lg.bytes_sent, "server_bytes_recv": lg.bytes_recv})
-        comm.send(self.grad, 0, tag=TAG)
+        comm.send(mine, 0, tag=TAG)
         comm.recv(self.buf, 0, tag=TAG)
         load_flat(ps, self.buf)
         return StepInfo(staleness=0)
