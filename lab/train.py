@@ -131,6 +131,8 @@ class Trainer:
             self.step = step
             changes = self._boundary(step)
             if self.stopped:
+                if self.ctx.rank == 0 and self.on_checkpoint is not None and step > self.start_step:
+                    self.on_checkpoint(self.checkpoint(step - 1))  # what a stopped run reached is kept
                 break
             comm.ledger.reset()
             t0 = time.perf_counter()
@@ -162,7 +164,7 @@ class Trainer:
         }
         if changes:
             rec["changes"] = changes
-        last = step == cfg.steps - 1 or self.stopped
+        last = step == cfg.steps - 1
         if ctx.rank == 0 and ((step + 1) % cfg.eval_every == 0 or last):
             t0 = time.perf_counter()
             rec.update(self.task.evaluate(self.model))
