@@ -130,9 +130,7 @@ class Trainer:
         for step in range(self.start_step, cfg.steps):
             self.step = step
             changes = self._boundary(step)
-            if self.stopped:
-                if self.ctx.rank == 0 and self.on_checkpoint is not None and step > self.start_step:
-                    self.on_checkpoint(self.checkpoint(step - 1))  # what a stopped run reached is kept
+            if self.stopped:  # the last checkpoint stays the last one taken every `checkpoint_every`
                 break
             comm.ledger.reset()
             t0 = time.perf_counter()

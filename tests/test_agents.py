@@ -81,7 +81,8 @@ def make_control(seed=0, rollout=16):
 
 def test_control_task_protocol():
     from lab.config import RunConfig
-    from lab.tasks.control import N_ENVS
+    from lab.config import DataConfig
+    N_ENVS = DataConfig().n_envs
     cfg = RunConfig(); cfg.data.name, cfg.model.name = "cartpole", "actor_critic"
     cfg.validate()                                          # data and model are compatible
     task, net = make_control(rollout=8)

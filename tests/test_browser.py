@@ -140,6 +140,7 @@ def run_cells(page, first, count):
         is_code = KINDS[i] == "code"
         prompt = cell.locator(".jp-InputArea-prompt")
         for attempt in range(3):  # a keypress sent while the kernel is still starting can be lost
+            accept_dialog(page)
             prompt.click()
             page.keyboard.press("Escape")
             page.keyboard.press("Shift+Enter")
@@ -178,6 +179,13 @@ def dismiss_news(page):
         no.first.click()
 
 
+def accept_dialog(page):
+    """JupyterLab may ask which kernel to start: accept its choice (the notebook's python3)."""
+    ok = page.locator(".jp-Dialog button.jp-mod-accept")
+    if ok.count():
+        ok.first.click()
+
+
 def wait_for(pred, timeout, what):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -210,6 +218,8 @@ def test_arena_chapter_in_the_browser(server, browser_context, page):
 def _arena_chapter(server, browser_context, page):
     page.goto(f"{server['url']}/lab/tree/{CHAPTER}?token={server['token']}")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    time.sleep(2)
+    accept_dialog(page)
     wait_for(lambda: page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
              or page.evaluate("() => document.body.innerText.includes('Idle')"), 60, "the kernel")
 
@@ -245,6 +255,7 @@ def _arena_chapter(server, browser_context, page):
     records = [json.loads(l) for l in (meta_path.parent / "records.jsonl").read_text().splitlines() if l.strip()]
     marked = [r for r in records if r.get("changes")]
     assert sorted(r["rank"] for r in marked) == [0, 1] and len({r["step"] for r in marked}) == 1
+    set_slider(page, "steps", 60)   # back to the chapter's quick length before the rest runs
 
     # the rest of the chapter: a run from code, the arena queue, the wait, the export, stopping the cluster
     run_cells(page, 4, len(KINDS) - 4)

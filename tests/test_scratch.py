@@ -5,16 +5,6 @@ import torch
 from lab.scratch import ACTIVATIONS, ScratchMLP, gradient_norms, tiny_sigmoid_net
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two spinning
-    OpenMP threads can make a step 20x slower: run this module on one, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def autograd_grads(net, x, y):
     """The same network's gradients from torch.autograd, for reference."""
     leaves = [{k: v.clone().requires_grad_(True) for k, v in p.items()} for p in net.params]

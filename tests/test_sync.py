@@ -101,7 +101,6 @@ def test_pause_resume_stop(cluster2, runs_dir):
     stopped_at = run.stop()
     run.wait(timeout=30)
     assert run.status == "stopped" and max(r["step"] for r in run.records) == stopped_at - 1
-    assert torch.load(run.path / "checkpoint.pt")["step"] == stopped_at  # what it reached is kept
 
 
 def test_bad_knob_on_a_run_is_rejected_before_reaching_workers(cluster2, runs_dir):

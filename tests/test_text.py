@@ -12,16 +12,6 @@ from lab.models import MODELS
 from lab.tasks.language import LanguageTask, unigram_perplexity
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two spinning
-    OpenMP threads can make a step 20x slower: run this module on one, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def task():
     return DATASETS.build("text", DataConfig(name="text", seq_len=64, test_fraction=0.1), torch.float32)

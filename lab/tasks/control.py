@@ -7,8 +7,7 @@ it. `batches` therefore yields only the rollout length. Because the data comes f
 being trained, `sync` on this task is A2C and `async` is A3C (its rollouts use stale weights).
 
 Knobs read from DataConfig: `batch_size` (rollout length, steps per environment per update),
-`seed`; and, if DataConfig grows them, `env` (gymnasium id) and `n_envs`; until then the
-module defaults ENV_NAME and N_ENVS apply.
+`seed`, `env` (gymnasium id) and `n_envs` (environments per worker).
 """
 from __future__ import annotations
 
@@ -24,15 +23,13 @@ from ..data import dataset
 from ..errors import check
 from . import Task
 
-ENV_NAME = DEFAULT_ENV   # used until DataConfig has an `env` field
-N_ENVS = 8               # environments per worker, used until DataConfig has an `n_envs` field
 
 
 @dataclass
 class ControlConfig:
     """What the control task needs beyond DataConfig; defaults train CartPole-v1 with A2C."""
-    env: str = ENV_NAME             # gymnasium id with a discrete action space
-    n_envs: int = N_ENVS            # environments per worker stepped in lockstep (one batched forward)
+    env: str = DEFAULT_ENV          # gymnasium id with a discrete action space
+    n_envs: int = 8                 # environments per worker stepped in lockstep (one batched forward)
     gamma: float = 0.99             # discount for the n-step returns
     value_coef: float = 0.5         # weight of the critic's squared error in the loss
     entropy_coef: float = 0.01      # entropy bonus: keeps the policy exploring early on
@@ -162,6 +159,5 @@ class ControlTask(Task):
 @dataset("cartpole", kind="control")
 def cartpole_task(cfg, dtype=torch.float32):
     """The control task from a DataConfig (batch_size = rollout length per environment)."""
-    ccfg = ControlConfig(env=getattr(cfg, "env", None) or ENV_NAME, n_envs=getattr(cfg, "n_envs", N_ENVS),
-                         seed=cfg.seed)
+    ccfg = ControlConfig(env=cfg.env, n_envs=cfg.n_envs, seed=cfg.seed)
     return ControlTask(ccfg, batch_size=cfg.batch_size)
