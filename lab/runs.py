@@ -207,6 +207,8 @@ class Run(RunData):
             self.meta["status"] = "stopped" if "stopped" in self._status else "finished"
             self.meta["finished"] = time.time()
             self._save_meta()
+            for cb in list(self._subscribers):  # the end usually comes with no new record: say so
+                cb(self, [])
         return new
 
     def _append(self, new: List[dict]) -> None:

@@ -152,7 +152,7 @@ class Trainer:
     def _record(self, step, start, loss, n, compute, step_s, info, extras, changes) -> dict:
         ctx, lg, cfg = self.ctx, self.ctx.comm.ledger, self.cfg
         rec = {
-            "rank": ctx.rank, "step": step, "t": time.perf_counter() - start,
+            "rank": ctx.rank, "step": step, "t": time.perf_counter() - start, "wall": time.time(),
             "loss": float(loss.detach()), "n": int(n), "unit": self.task.unit,
             "throughput": n / step_s if step_s > 0 else 0.0, "step_s": step_s, "compute_s": compute,
             "lr": cfg.optim.lr, "strategy": cfg.strategy.name, "compressor": cfg.strategy.compression.name,

@@ -55,7 +55,8 @@ def test_sync_reaches_95_percent_and_records_are_complete(cluster2, runs_dir):
     # test accuracy at intervals, on rank 0
     assert [r["step"] for r in run.records if "test_acc" in r] == list(range(24, 300, 25))
     # the byte ledger: ring all-reduce of the fp32 gradient, 2 (n-1)/n * 4 bytes per parameter
-    assert {r["bytes_sent"] for r in run.records} == {2 * 1 / 2 * 4 * N_PARAMS}
+    # (plus one 4-byte arrival-time slot per worker riding in the first bucket)
+    assert {r["bytes_sent"] for r in run.records} == {2 * 1 / 2 * 4 * (N_PARAMS + 2)}
     assert all(r["compute_s"] > 0 and r["comm_s"] > 0 and r["wait_s"] >= 0 for r in run.records)
     # saved, and reloads to the same thing
     again = load_run(run.path)
@@ -142,3 +143,12 @@ def test_resume_from_checkpoint_continues_exactly(cluster2, runs_dir):
     a = torch.load(resumed.path / "checkpoint.pt")["model"]
     b = torch.load(whole.path / "checkpoint.pt")["model"]
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-9
+
+
+def test_waiting_for_a_straggler_is_split_from_communication(cluster2, runs_dir):
+    """With worker 1 slowed 3x, worker 0 spends its extra time waiting, not communicating."""
+    run = cluster2.train(RunConfig(steps=40, slowdown=[1, 3], runs_dir=runs_dir)).wait(timeout=120)
+    per = run.summary()["per_worker"]
+    fast, slow = per[0], per[1]
+    assert fast["wait_s"] > 0.5 * (slow["compute_s"] - fast["compute_s"]), per
+    assert fast["wait_s"] > 3 * slow["wait_s"] and fast["wait_s"] > fast["comm_s"], per

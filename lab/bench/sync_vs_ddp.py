@@ -76,10 +76,11 @@ def sync_vs_ddp(quick: bool = False) -> dict:
     rows, ratios = [], {}
     workers = 2
     cfg = RunConfig(steps=100 if quick else 400)
+    cfg.eval_every = cfg.steps  # DDP's loop evaluates nothing: neither does the lab's, until the end
     cfg.strategy.name = "sync"
     with Cluster.start(workers=workers, cluster_id="bench-ddp", reuse=False) as cluster:
         dev = cluster.infos[0]["device"]
-        m = measure(cluster, cfg, rounds=2 if quick else 3)
+        m = measure(cluster, cfg, rounds=2 if quick else 5)
         for name in ("lab sync", "DDP"):
             rows.append({"implementation": name, "workers": workers, "device": dev, "batch/worker": cfg.data.batch_size,
                          "steps": cfg.steps, "samples/s per worker (median)": m[name],

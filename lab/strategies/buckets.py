@@ -11,9 +11,11 @@ class Buckets:
 
     `gather_grads()` copies gradients into the flat buffers; `scatter_grads()` copies them back.
     Each bucket keeps a name ("bucket0", ...) so compressors' residuals can be keyed by it.
+    `extra` appends that many spare slots to the first bucket (`self.extra`), which travel with
+    the gradients at no extra message (sync uses them to time each worker's arrival).
     """
 
-    def __init__(self, params: List[torch.Tensor], bucket_mb: float = 25.0):
+    def __init__(self, params: List[torch.Tensor], bucket_mb: float = 25.0, extra: int = 0):
         self.params = list(params)
         limit = max(1, int(bucket_mb * 2**20))
         self.groups: List[List[torch.Tensor]] = []
@@ -27,12 +29,15 @@ class Buckets:
             size += b
         if cur:
             self.groups.append(cur)
-        self.flats = [torch.zeros(sum(p.numel() for p in g), dtype=g[0].dtype, device=g[0].device) for g in self.groups]
+        self.flats = [torch.zeros(sum(p.numel() for p in g) + (extra if i == 0 else 0), dtype=g[0].dtype,
+                                  device=g[0].device) for i, g in enumerate(self.groups)]
+        self.extra = self.flats[0][self.flats[0].numel() - extra:]
         self.names = [f"bucket{i}" for i in range(len(self.groups))]
 
     def gather_grads(self) -> List[torch.Tensor]:
         for g, flat in zip(self.groups, self.flats):
-            torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in g], out=flat)
+            n = sum(p.numel() for p in g)
+            torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in g], out=flat[:n])
         return self.flats
 
     def scatter_grads(self) -> None:

@@ -1,12 +1,22 @@
 """Averaging gradients across workers, compressed or not: what `sync` (and friends) call after backward.
 
-Without compression the gradients travel in flat buckets (few large all-reduces, as DDP does).
+Without compression the gradients travel in flat buckets (few large all-reduces, as DDP does),
+and the first bucket carries one spare slot per worker holding the moment that worker arrived
+at the all-reduce: afterwards every worker knows who came last, so the time it spent blocked
+waiting for the slowest is split from communication without an extra barrier (which cost 25%
+of the throughput of a small model on CPU: see BENCHMARKS.md). Compressed exchanges make
+several collectives of different shapes, so there a barrier separates waiting first.
 With a compressor (chapter 07) they go through `lab.compression.exchange.exchange`, per layer
 (`scope="layer"`: each parameter's gradient under its own name, so top-k and PowerSGD see the
 layer's shape) or as one flat tensor per bucket (`scope="global"`). Error-feedback residuals
 live in the worker's memory (`ctx.memory`), which outlives strategy and compressor switches.
 """
 from __future__ import annotations
+
+import time
+
+import torch
+import torch.distributed as dist
 
 from ..compression import COMPRESSORS
 from ..compression.exchange import exchange
@@ -24,14 +34,36 @@ class GradientAverager:
         if getattr(ctx, "memory", None) is None:
             ctx.memory = build_memory(cc, self.compressor)
         self.per_layer = cc.name != "none" and cc.scope == "layer"
-        self.buckets = None if self.per_layer else Buckets(self.params, cfg.bucket_mb)
+        self.timed = cc.name == "none" and ctx.world > 1  # arrival times ride in the first bucket
+        self.buckets = None if self.per_layer else Buckets(self.params, cfg.bucket_mb, ctx.world if self.timed else 0)
+        if self.timed:  # a clock origin shared by all workers, so arrivals compare (same host: exact)
+            origin = torch.tensor([time.time()], dtype=torch.float64)
+            ctx.comm.all_reduce(origin, op=dist.ReduceOp.MIN)
+            self.origin = origin.item()
 
     def average(self) -> None:
         comm, memory = self.ctx.comm, self.ctx.memory
+        if not self.timed:
+            comm.barrier()  # time spent here is waiting for the slowest worker, not communication
         if self.per_layer:
             for i, p in enumerate(self.params):
                 p.grad.copy_(exchange(p.grad.detach().clone(), f"p{i}", self.compressor, memory, comm))
             return
-        for name, flat in zip(self.buckets.names, self.buckets.gather_grads()):
+        flats = self.buckets.gather_grads()
+        if self.timed:
+            self.buckets.extra.zero_()[self.ctx.rank] = time.time() - self.origin
+            busy = comm.ledger.comm_s
+        for name, flat in zip(self.buckets.names, flats):
             flat.copy_(exchange(flat, name, self.compressor, memory, comm))
+        if self.timed:
+            self._split_waiting(comm.ledger.comm_s - busy)
         self.buckets.scatter_grads()
+
+    def _split_waiting(self, collective_s: float) -> None:
+        """Move the time this worker waited for the last arrival from comm_s to wait_s."""
+        arrivals = self.buckets.extra * self.ctx.world  # averaged with the gradients: undo it
+        waited = float(arrivals.max() - arrivals[self.ctx.rank])
+        waited = min(max(waited, 0.0), collective_s)
+        lg = self.ctx.comm.ledger
+        lg.comm_s -= waited
+        lg.wait_s += waited

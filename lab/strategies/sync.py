@@ -19,7 +19,6 @@ class Sync(Strategy):
         self.averager = GradientAverager(self.params(), self.cfg, self.ctx)
 
     def step(self, step: int) -> StepInfo:
-        self.ctx.comm.barrier()  # time spent here is waiting for the slowest worker, not communication
-        self.averager.average()
+        self.averager.average()  # also splits waiting for the slowest worker from communication
         self.optimizer.step()
         return StepInfo(staleness=0)
