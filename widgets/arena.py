@@ -25,9 +25,10 @@ import plotly.graph_objects as go
 from lab import compare
 from lab.errors import LabError
 from lab.runs import load_run
+from .base import Displayable
 
 
-class Arena:
+class Arena(Displayable):
     """Several runs on one cluster, overlaid; exportable to CSV, JSON and one HTML file.
 
     Args:
@@ -254,14 +255,6 @@ class Arena:
         self.status.value += " · wrote " + ", ".join(str(p) for p in paths.values())
 
     # -- display --------------------------------------------------------------------------------
-    def show(self):
-        from IPython.display import display
-        display(self.widget)
-        return self
-
-    def _repr_mimebundle_(self, **kw):
-        return self.widget._repr_mimebundle_(**kw)
-
     def __repr__(self):
         return f"<Arena: {len(self.runs)} runs, {len(self._queue)} queued>"
 

@@ -22,6 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from lab.compare import METRICS, PALETTE, change_points, describe
+from .base import Displayable
 
 X_MODES = {"step": "step", "seconds": "seconds since start", "bytes": "cumulative MB sent + received"}
 LINES = {  # figure -> (title, y axis, record field(s))
@@ -42,7 +43,7 @@ def _lfilter():
         return None
 
 
-class LiveDashboard:
+class LiveDashboard(Displayable):
     """Per-worker loss, throughput, bytes, time breakdown, staleness and test metric, live.
 
     Args:
@@ -375,14 +376,6 @@ class LiveDashboard:
                 "lag_max_ms": float(lag.max())}
 
     # -- display --------------------------------------------------------------------------------
-    def show(self):
-        from IPython.display import display
-        display(self.widget)
-        return self
-
-    def _repr_mimebundle_(self, **kw):
-        return self.widget._repr_mimebundle_(**kw)
-
     def __repr__(self):
         return f"<LiveDashboard: {len(self._ranks)} workers, {len(self.records)} records>"
 

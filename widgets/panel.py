@@ -24,6 +24,7 @@ from lab.errors import LabError
 from lab.strategies import STRATEGIES
 
 from .dashboard import LiveDashboard
+from .base import Displayable
 
 # Which knobs each strategy / compressor adds to the common ones (a table, not a chain of ifs).
 COMMON_KNOBS = ("workers", "steps", "lr", "batch_size", "slowdown", "link", "bandwidth_mbps", "latency_ms")
@@ -72,7 +73,7 @@ def visible_knobs(strategy: str, compressor: str) -> List[str]:
     return [*COMMON_KNOBS, *STRATEGY_KNOBS.get(strategy, ()), *COMPRESSOR_KNOBS.get(compressor, ())]
 
 
-class StrategyPanel:
+class StrategyPanel(Displayable):
     """Toggles, sliders, start / pause / stop and a progress bar over a cluster; drives a LiveDashboard.
 
     Args:
@@ -307,13 +308,5 @@ class StrategyPanel:
             self.say(run.meta["error"], error=True)
 
     # -- display --------------------------------------------------------------------------------
-    def show(self):
-        from IPython.display import display
-        display(self.widget)
-        return self
-
-    def _repr_mimebundle_(self, **kw):
-        return self.widget._repr_mimebundle_(**kw)
-
     def __repr__(self):
         return f"<StrategyPanel: {self.strategy.value}/{self.compressor.value}, run={getattr(self.run, 'id', None)}>"
