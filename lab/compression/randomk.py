@@ -3,7 +3,9 @@
 The indices come from a seed derived from the tensor's name and how many times that name has
 been compressed (the step), so every worker draws the same indices without sending them, and
 the values can be summed by a plain all-reduce. Kept values are scaled by numel / k, which makes
-the compressor unbiased: E[decompress(compress(x))] = x.
+the compressor unbiased: E[decompress(compress(x))] = x. With error feedback they are *not*
+scaled: the residual already carries what was left out, and scaling would make it x - (n/k) x,
+a memory that grows without bound (the run diverged at 1%; see BENCHMARKS.md).
 """
 import zlib
 
@@ -21,6 +23,7 @@ class RandomK(Base):
     def __init__(self, cfg=None):
         super().__init__(cfg)
         self.steps = {}  # name -> times compressed; advances in lockstep on every worker
+        self.unbiased = not self.cfg.error_feedback  # scale by n/k only without error feedback
 
     def k(self, n: int) -> int:
         return max(1, min(n, int(self.cfg.ratio * n)))
@@ -38,7 +41,8 @@ class RandomK(Base):
         idx, shape = ctx
         n = numel(shape)
         out = torch.zeros(n, dtype=payload[0].dtype, device=payload[0].device)
-        return out.index_copy_(0, idx, payload[0] * (n / idx.numel())).view(shape)
+        values = payload[0] * (n / idx.numel()) if self.unbiased else payload[0]
+        return out.index_copy_(0, idx, values).view(shape)
 
     def payload_bytes(self, shape, itemsize=4):
         return self.k(numel(shape)) * itemsize  # values only: indices are re-drawn, not sent
