@@ -352,3 +352,17 @@ def test_powersgd_matches_torch_powerSGD_hook(r, workers):
         ours, theirs = res["powersgd_vs_torch"][r]
         for step, (a, b) in enumerate(zip(ours, theirs)):
             assert torch.allclose(a, b, rtol=1e-9, atol=1e-9), f"step {step}: {(a - b).abs().max():.2e}"
+
+
+def test_randomk_with_error_feedback_keeps_a_bounded_residual():
+    """Unscaled under error feedback: the residual stays bounded (scaled by n/k it grew geometrically)."""
+    from lab.compression.memory import Residual
+    cc = CompressionConfig(name="randomk", ratio=0.01, error_feedback=True)
+    comp, mem = COMPRESSORS.build("randomk", cc), Residual()
+    g = torch.randn(1000, dtype=torch.float64)
+    for _ in range(300):
+        x = mem.compensate(g, "w")
+        payload, ctx = comp.compress(x, "w")
+        mem.update(x, "w", comp, payload, ctx)
+    assert mem.residuals["w"].abs().max() < 5 * 100 * g.abs().max()  # n/k = 100
+    assert COMPRESSORS.build("randomk", CompressionConfig(name="randomk")).unbiased  # unbiased without EF
