@@ -155,8 +155,9 @@ class Cluster:
             client.wait_for_engines(workers, timeout=min(5.0, timeout_s))
             ids = sorted(client.ids)
             infos = [client[i].apply_async(_call, "info").get(timeout=5) for i in ids]
-            order = sorted(ids, key=lambda i: infos[ids.index(i)]["rank"] if infos[ids.index(i)]["rank"] is not None else -1)
-            infos = sorted(infos, key=lambda d: d["rank"] if d["rank"] is not None else -1)
+            # rank r is the engine that joined the process group as r (engine ids may be in any order)
+            by_rank = sorted(zip(infos, ids), key=lambda p: -1 if p[0]["rank"] is None else p[0]["rank"])
+            infos, order = [p[0] for p in by_rank], [p[1] for p in by_rank]
             if len(ids) != workers or not all(d["initialized"] and d["world"] == workers for d in infos):
                 raise RuntimeError("does not fit")
             probe = cls(client, ipp_cluster, order, infos, cluster_id=cluster_id, timeout_s=timeout_s)
