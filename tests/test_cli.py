@@ -43,3 +43,15 @@ def test_bad_knobs_are_one_line_errors(tmp_path):
 def test_unknown_benchmark_is_one_line():
     out = lab("bench", "nope", timeout=60)
     assert out.returncode == 2 and out.stderr.strip().startswith("error: benchmark must be one of")
+
+
+def test_compare_runs_each_strategy_and_writes_one_report(tmp_path):
+    out = lab("compare", "--strategies", "sync,async", "--workers", "2", "--steps", "30",
+              "--runs-dir", str(tmp_path / "runs"), "--report", str(tmp_path / "cmp.html"), "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    summaries = json.loads(out.stdout)
+    assert [s["strategy"] for s in summaries] == ["sync", "async"]
+    assert all(s["steps"] == 30 and s["status"] == "finished" for s in summaries)
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+    html = (tmp_path / "cmp.html").read_text()
+    assert "sync" in html and "async" in html and "plotly" in html.lower()
