@@ -154,7 +154,10 @@ def fetch(run_id: str, cursor: int, checkpoint_version: int = -1) -> dict:
     st = RUNS.get(run_id)
     if st is None:
         return {"records": [], "status": "unknown", "error": f"worker {STATE.get('rank')} has no run {run_id}"}
-    out = {"records": st.records[cursor:], "status": st.status, "error": st.error,
+    # status before records: once a run is done its last record is already in the list, so a
+    # notebook that sees "finished" has also received everything (no record lost to the race)
+    status, error = st.status, st.error
+    out = {"status": status, "error": error, "records": st.records[cursor:],
            "step": st.trainer.step if st.trainer else 0, "checkpoint_version": st.checkpoint_version,
            "paused": bool(st.trainer and st.trainer.paused)}
     if st.checkpoint is not None and st.checkpoint_version > checkpoint_version:
