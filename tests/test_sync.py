@@ -57,7 +57,9 @@ def test_sync_reaches_95_percent_and_records_are_complete(cluster2, runs_dir):
     # the byte ledger: ring all-reduce of the fp32 gradient, 2 (n-1)/n * 4 bytes per parameter
     # (plus one 4-byte arrival-time slot per worker riding in the first bucket)
     assert {r["bytes_sent"] for r in run.records} == {2 * 1 / 2 * 4 * (N_PARAMS + 2)}
-    assert all(r["compute_s"] > 0 and r["comm_s"] > 0 and r["wait_s"] >= 0 for r in run.records)
+    # (a step's comm_s may round to 0 when its wait estimate, from arrival clocks, takes it all)
+    assert all(r["compute_s"] > 0 and r["comm_s"] >= 0 and r["wait_s"] >= 0 for r in run.records)
+    assert all(w["comm_s"] > 0 for w in s["per_worker"].values())
     # saved, and reloads to the same thing
     again = load_run(run.path)
     assert again.records == json.loads(json.dumps(run.records)) and again.cfg == cfg
