@@ -125,8 +125,8 @@ class StrategyConfig:
         if getattr(STRATEGIES.get(self.name), "server", False):
             from .compression import COMPRESSORS
             ok = [n for n in COMPRESSORS.names() if getattr(COMPRESSORS.get(n), "shape_ctx", True)]
-            check_choice_msg = f"one of {', '.join(ok)} with strategy {self.name} (a server decodes each worker's payload)"
-            check(self.compression.name in ok, "compressor", check_choice_msg, self.compression.name)
+            allowed = f"one of {', '.join(ok)} with strategy {self.name} (a server decodes each worker's payload)"
+            check(self.compression.name in ok, "compressor", allowed, self.compression.name)
 
 
 @dataclass

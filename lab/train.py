@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .config import LinkConfig, RunConfig, set_path
+from .config import RunConfig, set_path
 from .control import ControlPoint
 from .data import DATASETS
 from .models import MODELS
@@ -84,7 +84,7 @@ class Trainer:
             if "momentum" in g and self.cfg.optim.name == "momentum":
                 g["momentum"] = self.cfg.optim.momentum
         self.ctx.slowdown = self.cfg.slowdown_of(self.ctx.rank)
-        self.ctx.comm.link = LinkConfig(**vars(self.cfg.link))
+        self.ctx.comm.link = self.cfg.link  # the same object live changes edit, as at start
         if self.cfg.strategy.compression != strategy_before.compression:
             self._switch_memory()
         if self.cfg.strategy != strategy_before:
