@@ -27,6 +27,8 @@ KNOBS = [
     ("--steps", "steps", int, "steps per worker"),
     ("--lr", "optim.lr", float, "learning rate"),
     ("--optimizer", "optim.name", str, "sgd, momentum, adam"),
+    ("--schedule", "optim.schedule", str, "lr schedule: constant, cosine, linear"),
+    ("--warmup-steps", "optim.warmup_steps", int, "linear lr warm-up steps"),
     ("--batch-size", "data.batch_size", int, "per worker"),
     ("--compressor", "strategy.compression.name", str, "none, fp16, topk, powersgd, ..."),
     ("--ratio", "strategy.compression.ratio", float, "topk / randomk share kept"),

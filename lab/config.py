@@ -14,6 +14,7 @@ from typing import List, Optional
 from .errors import check, check_choice
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine", "linear")  # lab.optim.SCHEDULES (a test checks they agree)
 DTYPES = ("float32", "float64")
 SHARDINGS = ("iid", "dirichlet")
 
@@ -74,6 +75,8 @@ class OptimConfig:
     momentum: float = 0.9           # used by `momentum`
     weight_decay: float = 0.0
     clip_grad_norm: float = 0.0     # clip each worker's gradient norm before it is sent (0 = off)
+    schedule: str = "constant"      # lr over the run: constant, cosine (to 0) or linear (to 0)
+    warmup_steps: int = 0           # linear lr warm-up from lr/warmup_steps before the schedule
 
     def validate(self):
         check_choice(self.name, OPTIMIZERS, "optimizer")
@@ -81,6 +84,8 @@ class OptimConfig:
         check(_num(self.momentum) and 0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
         check(_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
         check(_num(self.clip_grad_norm) and self.clip_grad_norm >= 0, "clip_grad_norm", "a number >= 0 (0 = off)", self.clip_grad_norm)
+        check_choice(self.schedule, SCHEDULES, "schedule")
+        check(_is_int(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", "an integer >= 0", self.warmup_steps)
 
 
 @dataclass
@@ -222,6 +227,7 @@ def _from_dict(cls, d):
 # Short names accepted by `set_path`, the CLI and live changes ("lr" for "optim.lr").
 ALIASES = {
     "lr": "optim.lr", "optimizer": "optim.name", "momentum": "optim.momentum",
+    "schedule": "optim.schedule", "warmup_steps": "optim.warmup_steps",
     "strategy": "strategy.name", "staleness": "strategy.staleness", "period": "strategy.period",
     "compressor": "strategy.compression.name", "ratio": "strategy.compression.ratio",
     "levels": "strategy.compression.levels", "rank": "strategy.compression.rank",

@@ -17,7 +17,7 @@ from .config import RunConfig, set_path
 from .control import ControlPoint
 from .data import DATASETS
 from .models import MODELS
-from .optim import make_optimizer, set_lr
+from .optim import lr_at, make_optimizer, set_lr
 from .strategies import STRATEGIES
 from .strategies.base import WorkerContext
 
@@ -79,7 +79,7 @@ class Trainer:
                 self.cfg.slowdown = list(value)
             else:
                 set_path(self.cfg, key, value)
-        set_lr(self.optimizer, self.cfg.optim.lr)
+        set_lr(self.optimizer, lr_at(self.cfg.optim, self.step, self.cfg.steps))
         for g in self.optimizer.param_groups:
             if "momentum" in g and self.cfg.optim.name == "momentum":
                 g["momentum"] = self.cfg.optim.momentum
@@ -132,6 +132,7 @@ class Trainer:
             changes = self._boundary(step)
             if self.stopped:  # the last checkpoint stays the last one taken every `checkpoint_every`
                 break
+            set_lr(self.optimizer, lr_at(cfg.optim, step, cfg.steps))  # the schedule (and any live lr)
             comm.ledger.reset()
             t0 = time.perf_counter()
             loss, n, extras = self.task.loss(self.model, next(batches))
@@ -155,7 +156,7 @@ class Trainer:
             "rank": ctx.rank, "step": step, "t": time.perf_counter() - start, "wall": time.time(),
             "loss": float(loss.detach()), "n": int(n), "unit": self.task.unit,
             "throughput": n / step_s if step_s > 0 else 0.0, "step_s": step_s, "compute_s": compute,
-            "lr": cfg.optim.lr, "strategy": cfg.strategy.name, "compressor": cfg.strategy.compression.name,
+            "lr": self.optimizer.param_groups[0]["lr"], "strategy": cfg.strategy.name, "compressor": cfg.strategy.compression.name,
             "staleness": info.staleness,
             "compression_ratio": (lg.raw_bytes / lg.payload_bytes) if lg.payload_bytes else None,
             **lg.as_dict(), **extras, **info.extra,

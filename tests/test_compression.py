@@ -226,14 +226,20 @@ def test_payload_ratio_formulas():
 class _Bucket:
     """Duck-typed `dist.GradBucket` (it has no Python constructor): what powerSGD_hook reads."""
 
-    def __init__(self, grad):
-        self.shape, self.flat = grad.shape, grad.reshape(-1)
+    def __init__(self, grads):
+        self.shapes = [g.shape for g in grads]
+        self.flat = torch.cat([g.reshape(-1) for g in grads])
 
     def buffer(self):
         return self.flat
 
     def gradients(self):
-        return [self.flat.view(self.shape)]
+        views, at = [], 0
+        for s in self.shapes:
+            n = math.prod(s)
+            views.append(self.flat[at:at + n].view(s))
+            at += n
+        return views
 
     def index(self):
         return 0
@@ -242,26 +248,34 @@ class _Bucket:
         return True
 
 
+LAYERS = ((64, 3, 3, 3), (64,), (10, 64), (10,))  # a conv, its bias, a linear layer, its bias
+
+
 def _inputs(rank):
     gen = torch.Generator().manual_seed(100 + rank)
     return {n: torch.randn(s, generator=gen) for n, s in [("bucket0", (1000,)), ("conv", (8, 3, 3, 3)), ("fc", (10, 32))]}
 
 
-def _powersgd_against_torch(comm, rank, r, steps=3, shape=(32, 24)):
-    """Our exchange and torch's powerSGD_hook, same inputs, error feedback and warm start on."""
+def _powersgd_against_torch(comm, rank, r, steps=3, shapes=((32, 24),)):
+    """Our per-layer exchange and torch's powerSGD_hook on one bucket of tensors with these shapes,
+    same inputs, error feedback and warm start on. Returns (ours, theirs), each step's result flat."""
     from torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook import PowerSGDState, powerSGD_hook
     state = PowerSGDState(process_group=None, matrix_approximation_rank=r, start_powerSGD_iter=2,
                           min_compression_rate=1, use_error_feedback=True, warm_start=True, random_seed=0)
     state.iter = state.start_powerSGD_iter  # skip the hook's plain all-reduce warm-up
     comp, mem = COMPRESSORS.build("powersgd", CompressionConfig(name="powersgd", rank=r)), Residual()
-    # start from the hook's first Q: torch.manual_seed(state.rng.randint(1e9)); randn(1, cols, r)
-    seed = int(np.random.RandomState(0).randint(1_000_000_000))
-    comp.q["w"] = torch.randn(1, shape[1], r, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)[0]
+    # start from the hook's first Qs: torch.manual_seed(state.rng.randint(1e9)); randn(1, cols, r) each
+    gen = torch.Generator().manual_seed(int(np.random.RandomState(0).randint(1_000_000_000)))
+    for i, shape in enumerate(shapes):
+        if comp.compresses(shape):
+            cols = math.prod(shape[1:])
+            comp.q[f"t{i}"] = torch.randn(1, cols, min(r, shape[0], cols), generator=gen, dtype=torch.float64)[0]
     ours, theirs = [], []
     for step in range(steps):
-        g = torch.randn(shape, generator=torch.Generator().manual_seed(10 * step + rank), dtype=torch.float64)
-        theirs.append(powerSGD_hook(state, _Bucket(g.clone())).wait().view(shape).clone())
-        ours.append(exchange(g.clone(), "w", comp, mem, comm))
+        gen = torch.Generator().manual_seed(10 * step + rank)
+        gs = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+        theirs.append(powerSGD_hook(state, _Bucket([g.clone() for g in gs])).wait().clone())
+        ours.append(torch.cat([exchange(g.clone(), f"t{i}", comp, mem, comm).reshape(-1) for i, g in enumerate(gs)]))
     return ours, theirs
 
 
@@ -282,6 +296,7 @@ def _worker(rank, world, port, out):
             comp = COMPRESSORS.build(name, cfg)
             res[name] = {n: exchange(x.clone(), n, comp, NoMemory(), comm) for n, x in xs.items()}
         res["powersgd_vs_torch"] = {r: _powersgd_against_torch(comm, rank, r) for r in (1, 2, 3)}
+        res["powersgd_vs_torch_layers"] = _powersgd_against_torch(comm, rank, 2, shapes=LAYERS)
         torch.save(res, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -352,6 +367,22 @@ def test_powersgd_matches_torch_powerSGD_hook(r, workers):
         ours, theirs = res["powersgd_vs_torch"][r]
         for step, (a, b) in enumerate(zip(ours, theirs)):
             assert torch.allclose(a, b, rtol=1e-9, atol=1e-9), f"step {step}: {(a - b).abs().max():.2e}"
+
+
+def test_powersgd_per_layer_matches_torch_on_a_whole_model_bucket(workers):
+    """A conv weight, its bias and a linear layer in one bucket: torch's hook views each as
+    (shape[0], rest) and sends 1-D biases uncompressed; ours, per layer, must do the same."""
+    for res in workers:
+        ours, theirs = res["powersgd_vs_torch_layers"]
+        for step, (a, b) in enumerate(zip(ours, theirs)):
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-9), f"step {step}: {(a - b).abs().max():.2e}"
+
+
+def test_powersgd_sends_vectors_uncompressed_per_layer_and_folds_a_global_bucket():
+    layer = COMPRESSORS.build("powersgd", CompressionConfig(name="powersgd", rank=2))
+    flat = COMPRESSORS.build("powersgd", CompressionConfig(name="powersgd", rank=2, scope="global"))
+    assert not layer.compresses((64,)) and layer.payload_bytes((64,)) == 64 * 4
+    assert flat.compresses((1000,)) and flat.payload_bytes((1000,)) == 2 * (32 + 32) * 4  # 32 x 32 fold
 
 
 def test_randomk_with_error_feedback_keeps_a_bounded_residual():

@@ -19,6 +19,7 @@ from lab.errors import ConfigError, WorkerError
     ("data.name", "imagenet", "data"), ("optim.name", "lion", "optimizer"),
     ("link.bandwidth_mbps", 0, "bandwidth_mbps"), ("strategy.staleness", -1, "staleness"),
     ("strategy.period", 0, "period"), ("steps", 0, "steps"),
+    ("optim.schedule", "step", "schedule"), ("optim.warmup_steps", -1, "warmup_steps"),
 ])
 def test_bad_knob_is_one_line_naming_it(path, value, knob):
     with pytest.raises(ConfigError) as e:
@@ -141,3 +142,33 @@ def test_control_abort():
     cp.abort("worker 1 died")
     with pytest.raises(WorkerError, match="worker 1 died"):
         cp.boundary(0)
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 7])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "linear"])
+def test_lr_schedules_match_torch_schedulers(schedule, warmup):
+    """lab.optim.lr_at against torch's own schedulers stepped one step at a time: LinearLR for the
+    warm-up, then ConstantLR / CosineAnnealingLR / LinearLR to 0, chained by SequentialLR."""
+    from torch.optim import lr_scheduler as S
+    from lab.config import OptimConfig
+    from lab.optim import lr_at
+    steps, cfg = 50, OptimConfig(name="sgd", lr=0.2, schedule=schedule, warmup_steps=warmup)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    rest = steps - warmup
+    main = {"constant": lambda: S.ConstantLR(opt, factor=1.0, total_iters=0),
+            "cosine": lambda: S.CosineAnnealingLR(opt, T_max=rest, eta_min=0.0),
+            "linear": lambda: S.LinearLR(opt, start_factor=1.0, end_factor=0.0, total_iters=rest)}[schedule]()
+    if warmup:  # lr / warmup at step 0 up to lr at step warmup - 1; the schedule's own step 0 next
+        warm = S.LinearLR(opt, start_factor=1 / warmup, end_factor=1.0, total_iters=max(1, warmup - 1))
+        sched = S.SequentialLR(opt, [warm, main], milestones=[warmup])
+    else:
+        sched = main
+    for step in range(steps):
+        assert abs(opt.param_groups[0]["lr"] - lr_at(cfg, step, steps)) < 1e-9, step
+        opt.step()
+        sched.step()
+
+
+def test_config_and_optim_list_the_same_schedules():
+    from lab import config, optim
+    assert sorted(config.SCHEDULES) == optim.SCHEDULES.names()

@@ -1,4 +1,5 @@
 """The `sync` strategy and runs on a real 2-engine cluster."""
+import dataclasses
 import json
 import time
 
@@ -83,6 +84,24 @@ def test_lr_change_mid_run_reaches_every_worker_at_one_step(cluster2, runs_dir):
         assert r["lr"] == (0.0005 if r["step"] >= eff else 0.003)
     assert run.meta["events"][0]["step"] == eff
     assert json.loads((run.path / "meta.json").read_text())["events"][0]["changes"] == {"lr": 0.0005}
+
+
+def test_lr_schedule_is_followed_and_a_live_lr_change_rescales_it(cluster2, runs_dir):
+    """Cosine with warm-up: every record's lr is lr_at(step); `lr` set mid-run scales the rest."""
+    from lab.optim import lr_at
+    cfg = RunConfig(steps=300, runs_dir=runs_dir).replace(schedule="cosine", warmup_steps=30)
+    run = cluster2.train(cfg)
+    while run.step < 40:
+        run.poll()
+        time.sleep(0.05)
+    eff = run.set(lr=0.001)
+    run.wait(timeout=300)
+    assert eff is not None and len(run.records) == 2 * 300
+    for r in run.records:
+        base = dataclasses.replace(cfg.optim, lr=0.001) if r["step"] >= eff else cfg.optim
+        assert r["lr"] == pytest.approx(lr_at(base, r["step"], 300), rel=1e-12), r["step"]
+    first = min(run.records, key=lambda r: r["step"])
+    assert first["lr"] == pytest.approx(0.003 / 30)  # warm-up starts at lr / warmup_steps
 
 
 def test_pause_resume_stop(cluster2, runs_dir):

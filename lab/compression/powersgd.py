@@ -5,10 +5,11 @@ Follows torch's `powerSGD_hook`: view the gradient as a matrix M (n x m), then
     Q = M^T P        all-reduce, divide by workers
     M ~ P Q^T        the average gradient, identical on every worker
 r (n + m) numbers travel instead of n m. Q is kept per name and reused next step (warm start),
-which makes successive steps a power iteration. Weights are viewed as (out, in*kh*kw); vectors
-(biases, or one flat bucket when scope is "global") are folded into a near-square zero-padded
-matrix, as torch's `batched_powerSGD_hook` does. A tensor too small to gain (r (n+m) >= n m)
-travels uncompressed. Biased: use error feedback (torch's default).
+which makes successive steps a power iteration. Per layer (scope "layer"), as torch's
+`powerSGD_hook`: every tensor is viewed as (shape[0], rest), so weights become (out, in*kh*kw)
+and biases (n, 1), which never gain and travel uncompressed. With scope "global" the flat bucket
+is folded into a near-square zero-padded matrix, as torch's `batched_powerSGD_hook` does. A tensor
+too small to gain (r (n+m) >= n m) travels uncompressed. Biased: use error feedback (torch's default).
 """
 import math
 import zlib
@@ -29,10 +30,14 @@ def orthogonalize(m: torch.Tensor) -> torch.Tensor:
     return m
 
 
-def matrix_shape(shape) -> tuple:
-    """The (rows, cols) PowerSGD factorises for a tensor of this shape."""
-    if len(shape) >= 2:
-        return shape[0], numel(shape[1:])
+def matrix_shape(shape, fold: bool = False) -> tuple:
+    """The (rows, cols) PowerSGD factorises for a tensor of this shape.
+
+    (shape[0], the rest), as torch's `powerSGD_hook`; with `fold`, a vector (a flat bucket) becomes
+    a near-square matrix instead, as torch's `batched_powerSGD_hook`.
+    """
+    if len(shape) >= 2 or not fold:
+        return (shape[0], numel(shape[1:])) if len(shape) else (1, 1)
     cols = math.ceil(math.sqrt(max(1, numel(shape))))
     return math.ceil(numel(shape) / cols) or 1, cols
 
@@ -48,8 +53,11 @@ class PowerSGD(Base):
     def rank(self, rows, cols):
         return min(self.cfg.rank, rows, cols)
 
+    def matrix_shape(self, shape) -> tuple:
+        return matrix_shape(shape, fold=self.cfg.scope == "global")
+
     def compresses(self, shape) -> bool:
-        rows, cols = matrix_shape(shape)
+        rows, cols = self.matrix_shape(shape)
         return self.rank(rows, cols) * (rows + cols) < rows * cols
 
     def compress(self, tensor, name):
@@ -61,7 +69,7 @@ class PowerSGD(Base):
         ctx = tensor.shape
         if not self.compresses(ctx):
             return [all_reduce(tensor.clone()).div_(world)], ctx  # clone: the caller keeps its input
-        rows, cols = matrix_shape(ctx)
+        rows, cols = self.matrix_shape(ctx)
         flat = tensor.reshape(-1)
         m = torch.nn.functional.pad(flat, (0, rows * cols - flat.numel())).view(rows, cols)
         r = self.rank(rows, cols)
@@ -85,5 +93,5 @@ class PowerSGD(Base):
     def payload_bytes(self, shape, itemsize=4):
         if not self.compresses(shape):
             return numel(shape) * itemsize
-        rows, cols = matrix_shape(shape)
+        rows, cols = self.matrix_shape(shape)
         return self.rank(rows, cols) * (rows + cols) * itemsize
