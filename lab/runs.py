@@ -77,6 +77,9 @@ class RunData:
                 "compute_s": sum(r["compute_s"] for r in rows), "comm_s": sum(r["comm_s"] for r in rows),
                 "wait_s": sum(r["wait_s"] for r in rows), "sim_link_s": sum(r["sim_link_s"] for r in rows),
             }
+            after = self.meta.get("after_last_step", {}).get(str(rank))
+            if after:  # accrued after the worker's last record (a server draining the others' pushes)
+                per[rank]["after_last_step"] = after
         unit = self.records[0]["unit"] if self.records else "samples"
         out = {"id": self.id, "label": self.label, "strategy": self.cfg.strategy.name,
                "compressor": self.cfg.strategy.compression.name, "workers": self.workers,
@@ -197,6 +200,8 @@ class Run(RunData):
             self._steps[r] = out.get("step", self._steps[r])
             self._paused = bool(out.get("paused"))
             new.extend(recs)
+            if out.get("after_last_step"):
+                self.meta.setdefault("after_last_step", {})[str(r)] = out["after_last_step"]
             if out.get("checkpoint") is not None:
                 self._save_checkpoint(out["checkpoint"], out["checkpoint_version"])
             if out["status"] == "failed":

@@ -59,6 +59,8 @@ class Trainer:
         ctx.comm.link = self.cfg.link
         self.strategy = STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, ctx)
         self.paused = self.stopped = False
+        self._carry: dict = {}           # counters a detached strategy accrued after its last record
+        self.after_last_step: dict = {}  # the same, for the strategy running at the end
         self.start_step = 0
         if resume is not None:
             self.model.load_state_dict(resume["model"])
@@ -90,6 +92,7 @@ class Trainer:
         if self.cfg.strategy != strategy_before:
             # every worker is at this same step, so detach/attach may use collectives
             self.strategy.detach()
+            self._carry = _add(self._carry, self.strategy.unreported())  # into this step's record
             self.strategy = STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, self.ctx)
             self.strategy.attach(self.model, self.optimizer)
 
@@ -129,9 +132,13 @@ class Trainer:
         self.model.train()
         for step in range(self.start_step, cfg.steps):
             self.step = step
+            comm.ledger.reset()
             changes = self._boundary(step)
             if self.stopped:  # the last checkpoint stays the last one taken every `checkpoint_every`
                 break
+            if changes:  # a switch's own traffic (e.g. the server's state broadcast) is this step's
+                lg = comm.ledger
+                self._carry = _add(self._carry, {k: getattr(lg, k) for k in SWITCH_COUNTERS if getattr(lg, k)})
             set_lr(self.optimizer, lr_at(cfg.optim, step, cfg.steps))  # the schedule (and any live lr)
             comm.ledger.reset()
             t0 = time.perf_counter()
@@ -149,6 +156,7 @@ class Trainer:
             self.emit(self._record(step, start, loss, n, compute, step_s, info, extras, changes))
             self._maybe_checkpoint(step)
         self.strategy.detach()
+        self.after_last_step = self.strategy.unreported()
 
     def _record(self, step, start, loss, n, compute, step_s, info, extras, changes) -> dict:
         ctx, lg, cfg = self.ctx, self.ctx.comm.ledger, self.cfg
@@ -163,6 +171,9 @@ class Trainer:
         }
         if changes:
             rec["changes"] = changes
+        if self._carry:  # what the strategy switched away from accrued after its last record
+            rec.update(_add({k: rec.get(k, 0) for k in self._carry}, self._carry))
+            self._carry = {}
         last = step == cfg.steps - 1
         if ctx.rank == 0 and ((step + 1) % cfg.eval_every == 0 or last):
             t0 = time.perf_counter()
@@ -180,3 +191,11 @@ class Trainer:
         return {"step": step + 1, "config": self.cfg.to_dict(),
                 "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
                 "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+
+
+SWITCH_COUNTERS = ("bytes_sent", "bytes_recv", "messages", "framing_bytes")
+
+
+def _add(a: dict, b: dict) -> dict:
+    """Counters summed key by key."""
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}

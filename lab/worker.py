@@ -160,6 +160,8 @@ def fetch(run_id: str, cursor: int, checkpoint_version: int = -1) -> dict:
     out = {"status": status, "error": error, "records": st.records[cursor:],
            "step": st.trainer.step if st.trainer else 0, "checkpoint_version": st.checkpoint_version,
            "paused": bool(st.trainer and st.trainer.paused)}
+    if status in ("finished", "stopped") and st.trainer is not None and st.trainer.after_last_step:
+        out["after_last_step"] = st.trainer.after_last_step  # e.g. a server's bytes while it drained
     if st.checkpoint is not None and st.checkpoint_version > checkpoint_version:
         out["checkpoint"] = st.checkpoint
     return out

@@ -25,14 +25,19 @@ def test_run_prints_summary_saves_run_and_report(tmp_path):
 
 
 def test_human_summary(tmp_path):
-    out = lab("run", "--workers", "1", "--steps", "20", "--runs-dir", str(tmp_path))
+    out = lab("run", "--workers", "1", "--steps", "20", "--schedule", "cosine", "--warmup-steps", "5",
+              "--runs-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "final test_acc" in out.stdout and "worker 0:" in out.stdout and "samples/s" in out.stdout
+    (saved,) = tmp_path.iterdir()
+    optim = json.loads((saved / "config.json").read_text())["optim"]
+    assert optim["schedule"] == "cosine" and optim["warmup_steps"] == 5
 
 
 def test_bad_knobs_are_one_line_errors(tmp_path):
     for args, knob in [(["--workers", "0"], "workers"), (["--lr", "-1"], "lr"), (["--strategy", "nope"], "strategy"),
-                       (["--model", "resnet"], "model"), (["--slowdown", "1,x"], "slowdown")]:
+                       (["--model", "resnet"], "model"), (["--slowdown", "1,x"], "slowdown"),
+                       (["--schedule", "step"], "schedule")]:
         out = lab("run", *args, "--runs-dir", str(tmp_path), timeout=60)
         assert out.returncode == 2, (args, out.stderr)
         lines = out.stderr.strip().splitlines()

@@ -131,6 +131,12 @@ def test_async_converges_and_records_staleness(lab_cluster, tmp_path):
     served = sum(r["server_bytes_recv"] for r in run.records if r["rank"] == 0)
     assert 0 < served <= 300 * b and served % b == 0
     s = run.summary()
+    # ... and what it served after rank 0's last step is in the run's `after_last_step`: nothing lost
+    after = s["per_worker"][0].get("after_last_step", {})
+    assert after.get("server_bytes_recv", 0) > 0, after  # the 3x straggler pushed after rank 0 finished
+    assert served + after["server_bytes_recv"] == 300 * b
+    replied = sum(r["server_bytes_sent"] for r in run.records if r["rank"] == 0) + after["server_bytes_sent"]
+    assert replied == 300 * (b + 8)
     assert s["test_acc"] >= 0.93, s
     assert_replicas_agree(c, run.id)
 
@@ -177,6 +183,9 @@ def test_switch_sync_async_sync_mid_run(lab_cluster, tmp_path):
         assert r["strategy"] == ("async" if to_async <= r["step"] < to_sync else "sync"), r
     assert steps_per_rank(run) == {0: list(range(end)), 1: list(range(end))}
     assert any(r["staleness"] > 0 for r in run.records if r["strategy"] == "async")
+    # leaving async, rank 0 broadcasts the server's parameters and optimizer state: counted at that step
+    recv1 = {r["step"]: r["bytes_recv"] for r in run.records if r["rank"] == 1}
+    assert recv1[to_sync] >= recv1[to_sync + 1] + 4 * N_PARAMS, (recv1[to_sync], recv1[to_sync + 1])
     accs = run.series("test_acc")[1]
     assert accs[-1] >= 0.93 and accs[-1] >= accs[0], accs
     assert_replicas_agree(c, run.id)  # model and optimizer state came through both switches

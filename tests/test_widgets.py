@@ -56,6 +56,9 @@ def test_invalid_combination_gives_one_line_message_not_an_exception():
     assert not ok.knobs["bandwidth_mbps"].disabled and ok.config().link.bandwidth_mbps is not None
     ok.knobs["slowdown"].children[1].value = 3.0
     assert ok.config().slowdown == [3.0, 1.0]
+    assert "schedule" in shown(ok) and set(ok.knobs["schedule"].options) == {"constant", "cosine", "linear"}
+    ok.knobs["schedule"].value = "cosine"
+    assert ok.config().optim.schedule == "cosine"
 
 
 def test_dashboard_one_trace_per_worker_keeps_every_record_and_marks_changes():

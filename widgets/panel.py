@@ -21,19 +21,20 @@ import ipywidgets as W
 from lab.compression import COMPRESSORS
 from lab.config import RunConfig
 from lab.errors import LabError
+from lab.optim import SCHEDULES
 from lab.strategies import STRATEGIES
 
 from .dashboard import LiveDashboard
 from .base import Displayable
 
 # Which knobs each strategy / compressor adds to the common ones (a table, not a chain of ifs).
-COMMON_KNOBS = ("workers", "steps", "lr", "batch_size", "slowdown", "link", "bandwidth_mbps", "latency_ms")
+COMMON_KNOBS = ("workers", "steps", "lr", "schedule", "batch_size", "slowdown", "link", "bandwidth_mbps", "latency_ms")
 STRATEGY_KNOBS = {"ssp": ("staleness",), "local": ("period",)}
 COMPRESSOR_KNOBS = {"topk": ("ratio", "error_feedback"), "randomk": ("ratio", "error_feedback"),
                     "qsgd": ("levels", "error_feedback"), "powersgd": ("rank", "error_feedback"),
                     "terngrad": ("error_feedback",), "signsgd": ("error_feedback",), "fp16": (), "bf16": (),
                     "efsignsgd": (), "none": ()}
-LIVE = {"lr", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
+LIVE = {"lr", "schedule", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
         "slowdown", "link", "bandwidth_mbps", "latency_ms", "strategy", "compressor"}  # changeable mid-run
 
 
@@ -51,6 +52,8 @@ def make_knobs(cfg: RunConfig, workers: int) -> Dict[str, W.Widget]:
         "steps": _slider(W.IntSlider, "steps", value=cfg.steps, min=10, max=100_000, step=10),
         "lr": _slider(W.FloatLogSlider, "learning rate", value=cfg.optim.lr, base=10, min=-4, max=0, step=0.05,
                       readout_format=".3g"),
+        "schedule": W.Dropdown(options=SCHEDULES.names(), value=cfg.optim.schedule, description="lr schedule",
+                               style={"description_width": "110px"}, layout=W.Layout(width="340px")),
         "batch_size": _slider(W.IntSlider, "batch size", value=cfg.data.batch_size, min=1, max=256),
         "staleness": _slider(W.IntSlider, "staleness bound", value=cfg.strategy.staleness, min=0, max=32),
         "period": _slider(W.IntSlider, "period H", value=cfg.strategy.period, min=1, max=64),
@@ -163,7 +166,7 @@ class StrategyPanel(Displayable):
     def config(self) -> RunConfig:
         """The RunConfig the panel describes (validated: raises ConfigError if it is not valid)."""
         changes = {"strategy": self.strategy.value, "compressor": self.compressor.value}
-        for name in ("lr", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
+        for name in ("lr", "schedule", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
                      "bandwidth_mbps", "latency_ms", "steps"):
             changes[name] = self.value(name)
         cfg = self.base.replace(**changes)

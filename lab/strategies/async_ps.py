@@ -230,6 +230,9 @@ class AsyncPS(Strategy):
         self._reported = (lg.bytes_sent, lg.bytes_recv)
         return {"server_bytes_sent": sent, "server_bytes_recv": recv}
 
+    def unreported(self) -> dict:
+        return {k: v for k, v in self._server_bytes().items() if v}
+
     def step(self, step: int) -> StepInfo:
         lag = self.next_lag
         staleness, self.next_lag = self._exchange(push=True)

@@ -60,5 +60,11 @@ class Strategy:
     def detach(self) -> None:
         pass
 
+    def unreported(self) -> dict:
+        """Counters this worker accrued after its last step's record (e.g. a parameter server's
+        bytes while it drained the other workers' last pushes). Called after `detach`; the
+        trainer puts them in the next record, or in the run's `after_last_step` at the end."""
+        return {}
+
     def params(self):
         return [p for p in self.model.parameters() if p.requires_grad]
