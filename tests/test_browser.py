@@ -116,6 +116,26 @@ PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map
     shapes: ((el.layout && el.layout.shapes) || []).length}))"""
 
 
+BOXES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => {
+    const r = (el.querySelector('.svg-container') || el).getBoundingClientRect(), nb = el.closest('.jp-Notebook') || document.documentElement;
+    return {title: (el.layout && el.layout.title && el.layout.title.text) || '', left: r.left, right: r.right,
+            top: r.top, bottom: r.bottom, limit: nb.getBoundingClientRect().left + nb.clientWidth};
+})"""
+
+
+def assert_plots_fit(page):
+    """Every figure lies inside the notebook's visible width (no sideways scrolling), none overlap."""
+    boxes = [b for b in page.evaluate(BOXES_JS) if b["right"] > b["left"]]
+    assert boxes
+    for b in boxes:
+        assert b["right"] <= b["limit"] + 1, f"{b['title']!r} spills {b['right'] - b['limit']:.0f} px past the notebook"
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            w = min(a["right"], b["right"]) - max(a["left"], b["left"])
+            h = min(a["bottom"], b["bottom"]) - max(a["top"], b["top"])
+            assert w <= 1 or h <= 1, f"{a['title']!r} overlaps {b['title']!r}"
+
+
 def plots(page, title):
     return [p for p in page.evaluate(PLOTS_JS) if p["title"].startswith(title)]
 
@@ -239,6 +259,7 @@ def _arena_chapter(server, browser_context, page):
     dismiss_news(page)
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser-1-dashboard-live.png"), full_page=False)
+    assert_plots_fit(page)
 
     # move the learning rate: every worker switches at one step, saved in the run's events, marked on the plot
     run_id = re.search(r"\d{8}-\d{6}-\w+-[0-9a-f]{6}", page.locator(".widget-html", has_text="ETA").first.inner_text()).group(0)
@@ -264,6 +285,7 @@ def _arena_chapter(server, browser_context, page):
     assert all(min(p["points"]) > 0 for p in arena)
     page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser-3-arena.png"), full_page=False)
+    assert_plots_fit(page)
 
     # the exported HTML opens with no server and no console errors, and overlays every run
     html = server["work"] / "runs" / "strategy_arena.html"

@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 from lab import compare
 from lab.errors import LabError
 from lab.runs import load_run
-from .base import Displayable
+from .base import Displayable, figure_grid
 
 
 class Arena(Displayable):
@@ -67,9 +67,7 @@ class Arena(Displayable):
         self.export_button.on_click(lambda _: self._export_clicked())
         self.figs = {k: go.FigureWidget(f) for k, f in compare.figures([]).items()}
         self.widget = W.VBox([self.status, W.HBox([self.target, self.smoothing, self.export_button]),
-                              W.GridBox(list(self.figs.values()),
-                                        layout=W.Layout(grid_template_columns="repeat(2, minmax(0, 1fr))",
-                                                        width="100%")),
+                              figure_grid(self.figs.values()),
                               self.table_html], layout=W.Layout(width="100%"))
         if panel is not None:
             panel.on_start.append(self.add)

@@ -12,3 +12,21 @@ class Displayable:
 
     def _repr_mimebundle_(self, **kw):
         return self.widget._repr_mimebundle_(**kw)
+
+
+FIGURE_WIDTH = 440  # px: two columns fit JupyterLab's notebook beside the file browser
+
+
+def figure_grid(figs, width: int = FIGURE_WIDTH):
+    """Plotly FigureWidgets in as many fixed-width columns as fit (one on a narrow screen).
+
+    Each figure gets an explicit width: inside ipywidgets containers a FigureWidget does not
+    follow its cell's size (plotly/plotly.py#5208), so "1fr" columns let it spill over the
+    next one. `auto-fill` columns of that width wrap instead.
+    """
+    import ipywidgets as W
+    figs = list(figs)
+    for f in figs:
+        f.layout.width = width
+    return W.GridBox(figs, layout=W.Layout(grid_template_columns=f"repeat(auto-fill, {width}px)",
+                                           grid_gap="4px 12px", width="100%"))

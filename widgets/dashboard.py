@@ -22,7 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from lab.compare import METRICS, PALETTE, change_points, describe
-from .base import Displayable
+from .base import Displayable, figure_grid
 
 X_MODES = {"step": "step", "seconds": "seconds since start", "bytes": "cumulative MB sent + received"}
 LINES = {  # figure -> (title, y axis, record field(s))
@@ -74,9 +74,7 @@ class LiveDashboard(Displayable):
         self.smoothing.observe(lambda _: self.redraw(), "value")
         self._reset()
         self.widget = W.VBox([self.header, W.HBox([self.x_toggle, self.smoothing]),
-                              W.GridBox(list(self.figs.values()),
-                                        layout=W.Layout(grid_template_columns="repeat(2, minmax(0, 1fr))",
-                                                        width="100%"))],
+                              figure_grid(self.figs.values())],
                              layout=W.Layout(width="100%"))
         if run is not None:
             self.attach(run)
