@@ -21,7 +21,7 @@ from .errors import LabError
 
 # (flag, config path, type, help) — one table, so a new knob is one line
 KNOBS = [
-    ("--strategy", "strategy.name", str, "sync, ps, async, ssp, local"),
+    ("--strategy", "strategy.name", str, "sync, ps, async, ssp, local, compressed"),
     ("--model", "model.name", str, "cnn, mlp, lstm, gru, actor_critic"),
     ("--data", "data.name", str, "digits, text, cifar10, cartpole"),
     ("--steps", "steps", int, "steps per worker"),
@@ -34,6 +34,7 @@ KNOBS = [
     ("--ratio", "strategy.compression.ratio", float, "topk / randomk share kept"),
     ("--levels", "strategy.compression.levels", int, "qsgd levels"),
     ("--rank", "strategy.compression.rank", int, "powersgd rank"),
+    ("--base", "strategy.base", str, "with --strategy compressed: sync, ps, async or ssp"),
     ("--staleness", "strategy.staleness", int, "ssp bound s"),
     ("--period", "strategy.period", int, "local SGD averaging period H"),
     ("--bandwidth-mbps", "link.bandwidth_mbps", float, "SIMULATED link bandwidth"),

@@ -113,7 +113,8 @@ class CompressionConfig:
 
 @dataclass
 class StrategyConfig:
-    name: str = "sync"              # sync, ps, async, ssp, local (see lab.strategies)
+    name: str = "sync"              # sync, ps, async, ssp, local, compressed (see lab.strategies)
+    base: str = "sync"              # compressed: the gradient strategy it compresses (sync, ps, async, ssp)
     staleness: int = 2              # ssp: how many steps a worker may run ahead of the slowest
     period: int = 8                 # local: local steps between averagings (H)
     average_optimizer: bool = False # local: also average optimizer state at each averaging
@@ -127,11 +128,21 @@ class StrategyConfig:
         check(_is_int(self.period) and self.period >= 1, "period", "an integer >= 1", self.period)
         check(_num(self.bucket_mb) and self.bucket_mb > 0, "bucket_mb", "a number > 0", self.bucket_mb)
         self.compression.validate()
-        if getattr(STRATEGIES.get(self.name), "server", False):
-            from .compression import COMPRESSORS
+        from .compression import COMPRESSORS
+        if self.name == "compressed":
+            from .strategies.compressed import BASES
+            check_choice(self.base, BASES, "base")
+            real = [n for n in COMPRESSORS.names() if n != "none"]
+            check(self.compression.name != "none", "compressor", f"one of {', '.join(real)} with strategy compressed",
+                  self.compression.name)
+        if getattr(STRATEGIES.get(self.effective()), "server", False):
             ok = [n for n in COMPRESSORS.names() if getattr(COMPRESSORS.get(n), "shape_ctx", True)]
-            allowed = f"one of {', '.join(ok)} with strategy {self.name} (a server decodes each worker's payload)"
+            allowed = f"one of {', '.join(ok)} with strategy {self.effective()} (a server decodes each worker's payload)"
             check(self.compression.name in ok, "compressor", allowed, self.compression.name)
+
+    def effective(self) -> str:
+        """The strategy that really runs: `base` for `compressed`, else `name`."""
+        return self.base if self.name == "compressed" else self.name
 
 
 @dataclass
@@ -228,7 +239,7 @@ def _from_dict(cls, d):
 ALIASES = {
     "lr": "optim.lr", "optimizer": "optim.name", "momentum": "optim.momentum",
     "schedule": "optim.schedule", "warmup_steps": "optim.warmup_steps",
-    "strategy": "strategy.name", "staleness": "strategy.staleness", "period": "strategy.period",
+    "strategy": "strategy.name", "base": "strategy.base", "staleness": "strategy.staleness", "period": "strategy.period",
     "compressor": "strategy.compression.name", "ratio": "strategy.compression.ratio",
     "levels": "strategy.compression.levels", "rank": "strategy.compression.rank",
     "error_feedback": "strategy.compression.error_feedback",

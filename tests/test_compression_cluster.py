@@ -142,3 +142,25 @@ def test_bad_knob_mid_run_is_rejected_and_the_run_goes_on(cluster2, runs_dir):
         run.wait(timeout=60)
     assert run.status == "stopped" and run.cfg.strategy.compression.ratio == 0.05
     assert {r["compressor"] for r in run.records} == {"topk"}
+
+
+@pytest.mark.parametrize("base", ["sync", "ps"])
+def test_compressed_strategy_runs_its_base_with_the_compressor(cluster2, runs_dir, base):
+    """strategy="compressed", base=B is B with the compressor: the same losses, step for step."""
+    cfg = RunConfig(steps=40, eval_every=40, runs_dir=runs_dir).replace(
+        **BASE, compressor="topk", ratio=0.01, error_feedback=True)
+    plain = cluster2.train(cfg.replace(strategy=base)).wait(timeout=120)
+    named = cluster2.train(cfg.replace(strategy="compressed", base=base)).wait(timeout=120)
+    losses = [{(r["step"], r["rank"]): r["loss"] for r in run.records} for run in (plain, named)]
+    assert len(losses[0]) == 80 and losses[0] == losses[1]
+    assert {r["strategy"] for r in named.records} == {"compressed"}
+    assert all(r["compression_ratio"] > 40 for r in named.records)
+
+
+def test_compressed_strategy_needs_a_compressor_and_a_gradient_base():
+    with pytest.raises(ConfigError, match="^compressor must be one of bf16, .* with strategy compressed"):
+        RunConfig().replace(strategy="compressed").validate()
+    with pytest.raises(ConfigError, match="^base must be one of async, ps, ssp, sync"):
+        RunConfig().replace(strategy="compressed", compressor="topk", base="local").validate()
+    with pytest.raises(ConfigError, match="^compressor must be one of .* with strategy async"):
+        RunConfig().replace(strategy="compressed", compressor="randomk", base="async").validate()

@@ -42,6 +42,15 @@ def test_toggling_strategy_and_compressor_shows_their_knobs():
     # the common knobs are always there; a strategy the table does not know gets just those
     assert {"workers", "lr", "batch_size", "slowdown", "bandwidth_mbps", "latency_ms"} <= set(shown(panel))
     assert visible_knobs("brand-new", "none") == visible_knobs("sync", "none")
+    # `compressed` asks for a compressor (one line, no traceback) and shows its base's knobs
+    panel.compressor.value = "none"
+    panel.strategy.value = "compressed"
+    assert "base" in shown(panel) and panel.message.startswith("compressor must be one of")
+    panel.compressor.value = "topk"
+    panel.knobs["base"].value = "ssp"
+    assert "staleness" in shown(panel) and panel.message == ""
+    cfg = panel.config()
+    assert (cfg.strategy.name, cfg.strategy.base, cfg.strategy.effective()) == ("compressed", "ssp", "ssp")
     assert set(STRATEGY_KNOBS) <= set(panel.strategy.options)
 
 

@@ -23,18 +23,19 @@ from lab.config import RunConfig
 from lab.errors import LabError
 from lab.optim import SCHEDULES
 from lab.strategies import STRATEGIES
+from lab.strategies.compressed import BASES
 
 from .dashboard import LiveDashboard
 from .base import Displayable
 
 # Which knobs each strategy / compressor adds to the common ones (a table, not a chain of ifs).
 COMMON_KNOBS = ("workers", "steps", "lr", "schedule", "batch_size", "slowdown", "link", "bandwidth_mbps", "latency_ms")
-STRATEGY_KNOBS = {"ssp": ("staleness",), "local": ("period",)}
+STRATEGY_KNOBS = {"ssp": ("staleness",), "local": ("period",), "compressed": ("base",)}
 COMPRESSOR_KNOBS = {"topk": ("ratio", "error_feedback"), "randomk": ("ratio", "error_feedback"),
                     "qsgd": ("levels", "error_feedback"), "powersgd": ("rank", "error_feedback"),
                     "terngrad": ("error_feedback",), "signsgd": ("error_feedback",), "fp16": (), "bf16": (),
                     "efsignsgd": (), "none": ()}
-LIVE = {"lr", "schedule", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
+LIVE = {"lr", "schedule", "base", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
         "slowdown", "link", "bandwidth_mbps", "latency_ms", "strategy", "compressor"}  # changeable mid-run
 
 
@@ -55,6 +56,8 @@ def make_knobs(cfg: RunConfig, workers: int) -> Dict[str, W.Widget]:
         "schedule": W.Dropdown(options=SCHEDULES.names(), value=cfg.optim.schedule, description="lr schedule",
                                style={"description_width": "110px"}, layout=W.Layout(width="340px")),
         "batch_size": _slider(W.IntSlider, "batch size", value=cfg.data.batch_size, min=1, max=256),
+        "base": W.Dropdown(options=BASES, value=cfg.strategy.base, description="compresses",
+                           style={"description_width": "110px"}, layout=W.Layout(width="340px")),
         "staleness": _slider(W.IntSlider, "staleness bound", value=cfg.strategy.staleness, min=0, max=32),
         "period": _slider(W.IntSlider, "period H", value=cfg.strategy.period, min=1, max=64),
         "ratio": _slider(W.FloatLogSlider, "ratio kept", value=c.ratio, base=10, min=-3, max=0, step=0.05,
@@ -71,9 +74,12 @@ def make_knobs(cfg: RunConfig, workers: int) -> Dict[str, W.Widget]:
     }
 
 
-def visible_knobs(strategy: str, compressor: str) -> List[str]:
-    """The knobs shown for a strategy and compressor."""
-    return [*COMMON_KNOBS, *STRATEGY_KNOBS.get(strategy, ()), *COMPRESSOR_KNOBS.get(compressor, ())]
+def visible_knobs(strategy: str, compressor: str, base: str = "sync") -> List[str]:
+    """The knobs shown for a strategy and compressor (and, for `compressed`, its base's)."""
+    own = STRATEGY_KNOBS.get(strategy, ())
+    if strategy == "compressed":
+        own = (*own, *STRATEGY_KNOBS.get(base, ()))
+    return [*COMMON_KNOBS, *own, *COMPRESSOR_KNOBS.get(compressor, ())]
 
 
 class StrategyPanel(Displayable):
@@ -144,7 +150,7 @@ class StrategyPanel(Displayable):
     @property
     def visible(self) -> List[str]:
         """Names of the knobs shown now."""
-        return visible_knobs(self.strategy.value, self.compressor.value)
+        return visible_knobs(self.strategy.value, self.compressor.value, self.knobs["base"].value)
 
     def _show_knobs(self):
         names = self.visible
@@ -166,7 +172,7 @@ class StrategyPanel(Displayable):
     def config(self) -> RunConfig:
         """The RunConfig the panel describes (validated: raises ConfigError if it is not valid)."""
         changes = {"strategy": self.strategy.value, "compressor": self.compressor.value}
-        for name in ("lr", "schedule", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
+        for name in ("lr", "schedule", "base", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
                      "bandwidth_mbps", "latency_ms", "steps"):
             changes[name] = self.value(name)
         cfg = self.base.replace(**changes)
@@ -206,7 +212,7 @@ class StrategyPanel(Displayable):
     def _on_knob(self, name: str):
         if self._quiet:
             return
-        if name == "link":
+        if name in ("link", "base"):  # they change which knobs apply
             self._show_knobs()
         if name == "workers" and not self._live():
             self._build_slowdown(self.knobs["workers"].value, self.value("slowdown"))

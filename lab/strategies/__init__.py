@@ -18,3 +18,4 @@ def strategy(name: str):
 
 from . import sync  # noqa: E402,F401
 from . import ps, async_ps, ssp, local  # noqa: E402,F401  (parameter servers, bounded staleness, local SGD)
+from . import compressed  # noqa: E402,F401  (any gradient strategy above, with a compressor)
