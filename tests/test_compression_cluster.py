@@ -136,12 +136,18 @@ def test_bad_knob_mid_run_is_rejected_and_the_run_goes_on(cluster2, runs_dir):
             run.set(compressor="randomk", ratio=2)
         with pytest.raises(ConfigError, match="^rank must be an integer >= 1"):
             run.set(compressor="powersgd", rank=-1)
-        assert run.set(ratio=0.05) is not None  # a good one still lands
+        eff = run.set(ratio=0.05)  # a good one still lands
+        assert eff is not None
+        while run.step < eff + 3 and not run.done:  # a few steps with it before stopping
+            run.poll()
+            time.sleep(0.05)
     finally:
         run.stop()
         run.wait(timeout=60)
     assert run.status == "stopped" and run.cfg.strategy.compression.ratio == 0.05
     assert {r["compressor"] for r in run.records} == {"topk"}
+    after = [r["compression_ratio"] for r in run.records if r["step"] >= eff]
+    assert after and all(8 < c < 12 for c in after), after  # 5% of values + int32 indices: ~10x
 
 
 @pytest.mark.parametrize("base", ["sync", "ps"])
