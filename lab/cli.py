@@ -90,6 +90,12 @@ def format_summary(s: dict) -> str:
     for r, w in s["per_worker"].items():
         lines.append(f"  worker {r}: {w['throughput']:8.1f} {s['unit']}/s   "
                      f"{w['bytes_sent_per_step'] / 1e3:9.1f} kB sent/step   {w['bytes_recv_per_step'] / 1e3:9.1f} kB recv/step")
+        # the parameter server it hosts, when its traffic is not the worker's own (async / ssp serve
+        # from a thread beside the worker; under ps the worker *is* the server: same bytes as above)
+        if "server_bytes_sent_per_step" in w and (w["server_bytes_sent_per_step"], w["server_bytes_recv_per_step"]) \
+                != (w["bytes_sent_per_step"], w["bytes_recv_per_step"]):
+            lines.append(f"  server on worker {r}:{'':17}{w['server_bytes_sent_per_step'] / 1e3:9.1f} kB sent/step   "
+                         f"{w['server_bytes_recv_per_step'] / 1e3:9.1f} kB recv/step")
     return "\n".join(lines)
 
 

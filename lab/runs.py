@@ -77,9 +77,14 @@ class RunData:
                 "compute_s": sum(r["compute_s"] for r in rows), "comm_s": sum(r["comm_s"] for r in rows),
                 "wait_s": sum(r["wait_s"] for r in rows), "sim_link_s": sum(r["sim_link_s"] for r in rows),
             }
-            after = self.meta.get("after_last_step", {}).get(str(rank))
+            after = self.meta.get("after_last_step", {}).get(str(rank)) or {}
             if after:  # accrued after the worker's last record (a server draining the others' pushes)
                 per[rank]["after_last_step"] = after
+            if any("server_bytes_sent" in r for r in rows):  # the parameter server on this worker
+                for way in ("sent", "recv"):
+                    key = f"server_bytes_{way}"
+                    total = sum(r.get(key, 0) for r in rows) + after.get(key, 0)
+                    per[rank][f"server_bytes_{way}_per_step"] = total / len(rows)
         unit = self.records[0]["unit"] if self.records else "samples"
         out = {"id": self.id, "label": self.label, "strategy": self.cfg.strategy.name,
                "compressor": self.cfg.strategy.compression.name, "workers": self.workers,

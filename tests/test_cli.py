@@ -34,6 +34,16 @@ def test_human_summary(tmp_path):
     assert optim["schedule"] == "cosine" and optim["warmup_steps"] == 5
 
 
+def test_server_strategies_print_the_servers_bytes(tmp_path):
+    out = lab("run", "--strategy", "compressed", "--base", "async", "--compressor", "topk", "--error-feedback",
+              "--workers", "2", "--steps", "30", "--runs-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    server = [l for l in out.stdout.splitlines() if l.strip().startswith("server on worker 0:")]
+    assert len(server) == 1 and "kB recv/step" in server[0], out.stdout
+    recv = float(server[0].split("kB sent/step")[1].split("kB")[0])
+    assert 0 < recv < 20, server  # worker 1's top-k 1% payloads (5.8 kB each), not fp32 (291 kB)
+
+
 def test_bad_knobs_are_one_line_errors(tmp_path):
     for args, knob in [(["--workers", "0"], "workers"), (["--lr", "-1"], "lr"), (["--strategy", "nope"], "strategy"),
                        (["--model", "resnet"], "model"), (["--slowdown", "1,x"], "slowdown"),

@@ -137,6 +137,9 @@ def test_async_converges_and_records_staleness(lab_cluster, tmp_path):
     assert served + after["server_bytes_recv"] == 300 * b
     replied = sum(r["server_bytes_sent"] for r in run.records if r["rank"] == 0) + after["server_bytes_sent"]
     assert replied == 300 * (b + 8)
+    per0 = s["per_worker"][0]  # the summary's per-step server load counts all of it
+    assert per0["server_bytes_recv_per_step"] * 300 == pytest.approx(300 * b)
+    assert per0["server_bytes_sent_per_step"] * 300 == pytest.approx(300 * (b + 8))
     assert s["test_acc"] >= 0.93, s
     assert_replicas_agree(c, run.id)
 
