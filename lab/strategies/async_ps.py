@@ -31,7 +31,8 @@ from ..compression.wire import codec_for
 from ..errors import WorkerError
 from . import strategy
 from .base import StepInfo, Strategy
-from .ps import broadcast_state, flat_grads, flat_params, load_flat, numel, set_grads
+from .buckets import flat_grads, flat_params, load_flat, numel, set_grads
+from .ps import broadcast_state
 
 TAG = 21            # point-to-point tag of this strategy's messages
 POLL_S = 1.0        # how long one store wait lasts before looking for an abort

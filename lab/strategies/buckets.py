@@ -6,6 +6,39 @@ from typing import List
 import torch
 
 
+# -- flat views of a model's state ----------------------------------------------------------------
+def flat_params(params: List[torch.Tensor], out: torch.Tensor = None) -> torch.Tensor:
+    """All parameters as one flat tensor (into `out` when given)."""
+    return torch.cat([p.detach().reshape(-1) for p in params], out=out)
+
+
+def flat_grads(params: List[torch.Tensor], out: torch.Tensor = None) -> torch.Tensor:
+    """All gradients as one flat tensor (zeros where a parameter got no gradient)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params], out=out)
+
+
+def load_flat(tensors: List[torch.Tensor], flat: torch.Tensor) -> None:
+    """Copy consecutive slices of `flat` into `tensors` (in place, no autograd)."""
+    off = 0
+    with torch.no_grad():
+        for t in tensors:
+            n = t.numel()
+            t.copy_(flat[off:off + n].view_as(t))
+            off += n
+
+
+def set_grads(params: List[torch.Tensor], flat: torch.Tensor) -> None:
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    load_flat([p.grad for p in params], flat)
+
+
+def numel(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+# -- buckets ----------------------------------------------------------------------------------------
 class Buckets:
     """Groups parameters (in order) into flat buckets of at most `bucket_mb` MB.
 
@@ -29,23 +62,16 @@ class Buckets:
             size += b
         if cur:
             self.groups.append(cur)
-        self.flats = [torch.zeros(sum(p.numel() for p in g) + (extra if i == 0 else 0), dtype=g[0].dtype,
+        self.flats = [torch.zeros(numel(g) + (extra if i == 0 else 0), dtype=g[0].dtype,
                                   device=g[0].device) for i, g in enumerate(self.groups)]
         self.extra = self.flats[0][self.flats[0].numel() - extra:]
         self.names = [f"bucket{i}" for i in range(len(self.groups))]
 
     def gather_grads(self) -> List[torch.Tensor]:
         for g, flat in zip(self.groups, self.flats):
-            n = sum(p.numel() for p in g)
-            torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in g], out=flat[:n])
+            flat_grads(g, out=flat[:numel(g)])
         return self.flats
 
     def scatter_grads(self) -> None:
         for g, flat in zip(self.groups, self.flats):
-            off = 0
-            for p in g:
-                n = p.numel()
-                if p.grad is None:
-                    p.grad = torch.empty_like(p)
-                p.grad.copy_(flat[off:off + n].view_as(p))
-                off += n
+            set_grads(g, flat)

@@ -20,42 +20,9 @@ import torch
 from ..compression.wire import codec_for
 from . import strategy
 from .base import StepInfo, Strategy
+from .buckets import flat_grads, flat_params, load_flat, numel, set_grads
 
 TAG = 11  # point-to-point tag of this strategy's messages (gloo keeps p2p and collectives apart)
-
-
-# -- flat views of a model's state ----------------------------------------------------------------
-def flat_params(params: List[torch.Tensor], out: torch.Tensor = None) -> torch.Tensor:
-    """All parameters as one flat tensor (into `out` when given)."""
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
-    return flat if out is None else out.copy_(flat)
-
-
-def flat_grads(params: List[torch.Tensor], out: torch.Tensor = None) -> torch.Tensor:
-    """All gradients as one flat tensor (zeros where a parameter got no gradient)."""
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-    return flat if out is None else out.copy_(flat)
-
-
-def load_flat(tensors: List[torch.Tensor], flat: torch.Tensor) -> None:
-    """Copy consecutive slices of `flat` into `tensors` (in place, no autograd)."""
-    off = 0
-    with torch.no_grad():
-        for t in tensors:
-            n = t.numel()
-            t.copy_(flat[off:off + n].view_as(t))
-            off += n
-
-
-def set_grads(params: List[torch.Tensor], flat: torch.Tensor) -> None:
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    load_flat([p.grad for p in params], flat)
-
-
-def numel(params) -> int:
-    return sum(p.numel() for p in params)
 
 
 # -- making every worker's state identical (what `detach` promises) -------------------------------
