@@ -81,8 +81,7 @@ class Trainer:
                 self.cfg.slowdown = list(value)
             else:
                 set_path(self.cfg, key, value)
-        set_lr(self.optimizer, lr_at(self.cfg.optim, self.step, self.cfg.steps))
-        for g in self.optimizer.param_groups:
+        for g in self.optimizer.param_groups:  # lr: the loop sets it from the schedule every step
             if "momentum" in g and self.cfg.optim.name == "momentum":
                 g["momentum"] = self.cfg.optim.momentum
         self.ctx.slowdown = self.cfg.slowdown_of(self.ctx.rank)
@@ -172,7 +171,8 @@ class Trainer:
         if changes:
             rec["changes"] = changes
         if self._carry:  # what the strategy switched away from accrued after its last record
-            rec.update(_add({k: rec.get(k, 0) for k in self._carry}, self._carry))
+            for k, v in self._carry.items():
+                rec[k] = rec.get(k, 0) + v
             self._carry = {}
         last = step == cfg.steps - 1
         if ctx.rank == 0 and ((step + 1) % cfg.eval_every == 0 or last):

@@ -168,7 +168,3 @@ def test_lr_schedules_match_torch_schedulers(schedule, warmup):
         opt.step()
         sched.step()
 
-
-def test_config_and_optim_list_the_same_schedules():
-    from lab import config, optim
-    assert sorted(config.SCHEDULES) == optim.SCHEDULES.names()

@@ -1,4 +1,5 @@
 """What every control in `widgets` shares: it owns one ipywidgets box and displays as it."""
+import ipywidgets as W
 
 
 class Displayable:
@@ -24,7 +25,6 @@ def figure_grid(figs, width: int = FIGURE_WIDTH):
     follow its cell's size (plotly/plotly.py#5208), so "1fr" columns let it spill over the
     next one. `auto-fill` columns of that width wrap instead.
     """
-    import ipywidgets as W
     figs = list(figs)
     for f in figs:
         f.layout.width = width

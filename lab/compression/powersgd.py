@@ -36,10 +36,10 @@ def matrix_shape(shape, fold: bool = False) -> tuple:
     (shape[0], the rest), as torch's `powerSGD_hook`; with `fold`, a vector (a flat bucket) becomes
     a near-square matrix instead, as torch's `batched_powerSGD_hook`.
     """
-    if len(shape) >= 2 or not fold:
-        return (shape[0], numel(shape[1:])) if len(shape) else (1, 1)
-    cols = math.ceil(math.sqrt(max(1, numel(shape))))
-    return math.ceil(numel(shape) / cols) or 1, cols
+    if fold and len(shape) <= 1:
+        cols = math.ceil(math.sqrt(max(1, numel(shape))))
+        return math.ceil(numel(shape) / cols) or 1, cols
+    return (shape[0], numel(shape[1:])) if len(shape) else (1, 1)
 
 
 @compressor("powersgd")

@@ -6,14 +6,12 @@ all-gathers the payloads, `ps` / `async` / `ssp` send them to the server, `lab.c
 This name lets "compressed" be picked like the other strategies (the panel, the CLI) and insists
 on a compressor. `local` averages models, not gradients, so it is not a base.
 """
-from . import STRATEGIES, strategy
+from . import STRATEGIES
 
 BASES = ("sync", "ps", "async", "ssp")  # strategies that exchange gradients
 
 
-@strategy("compressed")
-class Compressed:
-    """Not a strategy of its own: building it builds the base strategy with the same config."""
-
-    def __new__(cls, cfg, ctx):
-        return STRATEGIES.build(cfg.base, cfg, ctx)
+@STRATEGIES.register("compressed")
+def compressed(cfg, ctx):
+    """Not a strategy of its own: the base strategy, built with the same config (and compressor)."""
+    return STRATEGIES.build(cfg.base, cfg, ctx)
