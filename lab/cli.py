@@ -1,10 +1,12 @@
-"""Headless use: `python -m lab run | compare | bench | runs`.
+"""Headless use: `python -m lab run | compare | bench | runs | knobs | chapters`.
 
     python -m lab run --strategy sync --workers 2 --model cnn --data digits --steps 300
     python -m lab run --strategy sync --workers 2 --json
     python -m lab compare --strategies sync,async,local --workers 2 --steps 200 --report cmp.html
     python -m lab bench sync-vs-ddp
     python -m lab runs
+    python -m lab knobs                 # every knob: its flag, config path and what it accepts
+    python -m lab chapters fresh 07     # a fresh copy of chapter 07 in work/ (yours kept in work/backups/)
 
 A bad knob prints one line naming it and its allowed range, and exits with status 2.
 """
@@ -16,75 +18,67 @@ import sys
 import time
 from typing import List, Optional
 
+from . import knobs, records
 from .config import RunConfig, set_path
 from .errors import LabError
 
-# (flag, config path, type, help) — one table, so a new knob is one line
-KNOBS = [
-    ("--strategy", "strategy.name", str, "sync, ps, async, ssp, local, compressed"),
-    ("--model", "model.name", str, "cnn, mlp, lstm, gru, actor_critic"),
-    ("--data", "data.name", str, "digits, text, cifar10, cartpole"),
-    ("--steps", "steps", int, "steps per worker"),
-    ("--lr", "optim.lr", float, "learning rate"),
-    ("--optimizer", "optim.name", str, "sgd, momentum, adam"),
-    ("--schedule", "optim.schedule", str, "lr schedule: constant, cosine, linear"),
-    ("--warmup-steps", "optim.warmup_steps", int, "linear lr warm-up steps"),
-    ("--batch-size", "data.batch_size", int, "per worker"),
-    ("--compressor", "strategy.compression.name", str, "none, fp16, topk, powersgd, ..."),
-    ("--ratio", "strategy.compression.ratio", float, "topk / randomk share kept"),
-    ("--levels", "strategy.compression.levels", int, "qsgd levels"),
-    ("--rank", "strategy.compression.rank", int, "powersgd rank"),
-    ("--base", "strategy.base", str, "with --strategy compressed: sync, ps, async or ssp"),
-    ("--staleness", "strategy.staleness", int, "ssp bound s"),
-    ("--period", "strategy.period", int, "local SGD averaging period H"),
-    ("--bandwidth-mbps", "link.bandwidth_mbps", float, "SIMULATED link bandwidth"),
-    ("--latency-ms", "link.latency_ms", float, "SIMULATED link latency"),
-    ("--shard", "data.shard", str, "iid or dirichlet"),
-    ("--alpha", "data.alpha", float, "Dirichlet label skew"),
-    ("--data-path", "data.path", str, "cifar10 directory or text file"),
-    ("--seed", "data.seed", int, "seed"),
-    ("--dtype", "model.dtype", str, "float32 or float64"),
-    ("--dropout", "model.dropout", float, "dropout probability"),
-    ("--eval-every", "eval_every", int, "steps between test metrics"),
-    ("--name", "name", str, "a label for the run"),
-    ("--runs-dir", "runs_dir", str, "where runs are saved"),
-]
+def knob_flags():
+    """(flag, entry) for every knob of RunConfig, from its declaration (`lab.knobs`): `--lr`, `--ratio`, ..."""
+    return [(e.flag, e) for e in knobs.walk(RunConfig)]
+
+
+def _help(e) -> str:
+    return f"{e.knob.help}: {e.allowed()}" + ("; may change mid-run" if e.knob.live else "")
 
 
 def _add_run_args(p: argparse.ArgumentParser, multi: bool = False):
     p.add_argument("--workers", type=int, default=2, help="number of workers (engines)")
-    p.add_argument("--slowdown", type=str, default="", help="per-worker slow-down factors, e.g. 1,3")
-    p.add_argument("--error-feedback", action="store_true", help="keep compression residuals")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--report", type=str, default="", help="write an HTML report here")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before giving up on a run")
-    for flag, path, typ, hlp in KNOBS:
-        if multi and flag == "--strategy":
+    knob_args = p.add_argument_group("knobs", "every config knob (python -m lab knobs lists them)")
+    for flag, e in knob_flags():
+        if multi and e.path == "strategy.name":  # compare takes --strategies
             continue
-        p.add_argument(flag, type=typ, default=None, help=hlp)
+        if e.base is bool and not e.is_list:  # --error-feedback / --no-error-feedback
+            knob_args.add_argument(flag, dest="knob:" + e.path, action=argparse.BooleanOptionalAction, default=None,
+                                   help=_help(e))
+        else:  # parsed by the knob itself, so a bad value is the knob's one-line error
+            knob_args.add_argument(flag, dest="knob:" + e.path, type=str, default=None, metavar=e.short.upper(),
+                                   help=_help(e))
 
 
 def config_from_args(a) -> RunConfig:
     cfg = RunConfig()
-    for flag, path, _, _ in KNOBS:
-        v = getattr(a, flag[2:].replace("-", "_"), None)
+    for _, e in knob_flags():
+        v = getattr(a, "knob:" + e.path, None)
         if v is not None:
-            set_path(cfg, path, v)
-    if a.slowdown:
-        try:
-            cfg.slowdown = [float(x) for x in a.slowdown.split(",")]
-        except ValueError:
-            from .errors import ConfigError
-            raise ConfigError("slowdown", "comma-separated factors in [1, 100], e.g. 1,3", a.slowdown) from None
-    if a.error_feedback:
-        cfg.strategy.compression.error_feedback = True
+            set_path(cfg, e.path, v if isinstance(v, bool) else e.parse(v))
     return cfg
+
+
+def cmd_knobs(a) -> int:
+    """List every knob (or the README's Markdown table; `--readme FILE` rewrites that file's table)."""
+    table = knobs.markdown_table(RunConfig)
+    if a.readme:
+        from pathlib import Path
+        path = Path(a.readme)
+        text = path.read_text()
+        new = knobs.replace_section(text, table)
+        path.write_text(new)
+        print(f"{path}: knob table {'rewritten' if new != text else 'already up to date'}")
+    elif a.markdown:
+        print(table)
+    else:
+        for flag, e in knob_flags():
+            print(f"{flag:<22} {e.path:<36} {e.allowed()}{'  (live)' if e.knob.live else ''}")
+    return 0
 
 
 def format_summary(s: dict) -> str:
     lines = [f"run {s['id']}  ({s['strategy']}, compressor {s['compressor']}, {s['workers']} workers, "
              f"{s['steps']} steps, {s['status']}, {s['wall_s']:.1f} s)"]
-    for k in ("test_acc", "perplexity", "return", "test_loss"):
+    for k in records.held_out():
         if k in s:
             lines.append(f"  final {k:<10} {s[k]:.4f}")
     for r, w in s["per_worker"].items():
@@ -144,15 +138,54 @@ def _emit(runs, a) -> int:
 
 
 def cmd_bench(a) -> int:
+    """Run one bench, print it, judge its targets (exit 1 on a miss), save it; or render BENCHMARKS.md."""
     from .bench import BENCHMARKS, load_all
     from .bench.report import print_result
+    from .bench.results import RESULTS, provenance, save
+    from .bench.targets import Target, judge
+    from pathlib import Path
+    if a.report:
+        from .bench.render import DOC, write
+        print(f"{DOC.name} {'rewritten' if write() else 'already up to date'} from {RESULTS.name}/")
+        return 0
     load_all()
+    if not a.name:
+        from .errors import ConfigError
+        raise ConfigError("bench NAME", "one of " + ", ".join(BENCHMARKS.names()) + " (or --report)", None)
     fn = BENCHMARKS.get(a.name)
+    out = a.out or (None if a.quick else RESULTS)  # a quick run never replaces the saved full result
+    if a.quick and out and Path(out).resolve() == RESULTS.resolve():
+        from .errors import ConfigError
+        raise ConfigError("--out", f"a folder other than {RESULTS.name}/ for a --quick run", a.out)
+    command = "python -m lab bench " + a.name + (" --quick" if a.quick else "")
+    result = {"name": a.name, "quick": a.quick} | provenance(command)
     t0 = time.time()
-    result = fn(quick=a.quick)
-    result.setdefault("name", a.name)
+    result |= fn(quick=a.quick)
     result["seconds"] = time.time() - t0
+    targets = [t for t in result.get("targets", []) if isinstance(t, Target)]
+    result["targets"] = [t.to_dict(a.quick) for t in targets]
+    result["passed"] = judge(targets, a.quick)
     print_result(result, as_json=a.json)
+    if out:
+        path = save(result, out)
+        print(f"saved {path}", file=sys.stderr if a.json else sys.stdout)
+    if not result["passed"]:
+        missed = [t.name for t in targets if t.counts(a.quick) and not t.met]
+        print(f"bench {a.name}: {len(missed)} target(s) missed: {'; '.join(missed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_chapters(a) -> int:
+    from . import chapters
+    work = a.work or chapters.WORK
+    if a.action == "fresh":
+        new, backup = chapters.fresh(a.chapter, work)
+        print(f"fresh copy: {new}" + (f"; yours is kept as {backup}" if backup else ""))
+        return 0
+    chapters.jupyter_settings()
+    for line in chapters.sync(work):
+        print(line)
     return 0
 
 
@@ -173,14 +206,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--strategies", type=str, default="sync,async", help="comma-separated strategy names")
     _add_run_args(p, multi=True)
     p.set_defaults(fn=cmd_compare)
-    p = sub.add_parser("bench", help="print side-by-side measurements")
-    p.add_argument("name", help="sync-vs-ddp, stragglers, ps-load, compression, agents, ...")
-    p.add_argument("--quick", action="store_true", help="a smaller budget (for CI)")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("bench", help="measure side by side and judge the targets (exit 1 on a miss)")
+    p.add_argument("name", nargs="?", help="sync-vs-ddp, stragglers, ps-load, compression, agents, ...")
+    p.add_argument("--quick", action="store_true",
+                   help="a smaller budget (CI): noisy (timing) targets are reported, not judged; nothing saved "
+                        "unless --out")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--out", default=None, help="folder for NAME.json (default: bench-results/ for a full run)")
+    p.add_argument("--report", action="store_true", help="render BENCHMARKS.md from the saved results")
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("knobs", help="list every knob: flag, config path, what it accepts")
+    p.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
+    p.add_argument("--readme", default="", help="rewrite the knob table in this file (between knobs:start/end)")
+    p.set_defaults(fn=cmd_knobs)
     p = sub.add_parser("runs", help="list saved runs")
     p.add_argument("--runs-dir", default="runs")
     p.set_defaults(fn=cmd_runs)
+    p = sub.add_parser("chapters", help="your copies of the chapters in work/ (what JupyterLab opens)")
+    p.add_argument("action", choices=["sync", "fresh"], help="sync: copy missing chapters (never overwrites yours); "
+                   "fresh NN: a fresh copy of chapter NN, yours kept in work/backups/")
+    p.add_argument("chapter", nargs="?", default="", help="with fresh: the chapter's number, e.g. 07")
+    p.add_argument("--work", default="", help="the work folder (default: work/ in the project)")
+    p.set_defaults(fn=cmd_chapters)
     a = ap.parse_args(argv)
     try:
         return a.fn(a)

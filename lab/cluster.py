@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .errors import WorkerError, check
+from .remote import call as _call
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -82,6 +83,7 @@ class Cluster:
         self.cluster_id = cluster_id
         self.lease = lease
         self.timeout_s = timeout_s
+        self._procs: list = []   # the processes a local cluster started (see stop)
 
     # -- starting -------------------------------------------------------------------------------
     @classmethod
@@ -136,6 +138,7 @@ class Cluster:
             self._call_all("start_watchdog", [(str(lease.path), grace_s, pid if r == 0 else None)
                                               for r in range(workers)])
             self._setup(device, threads, host)
+            self._procs = _family(self._roots())
         except BaseException:
             ipp_cluster.stop_cluster_sync()
             raise
@@ -171,6 +174,7 @@ class Cluster:
             return None
         lease = _Lease(cls._profile_dir() / "security" / f"lab-lease-{cluster_id}")
         self = cls(client, ipp_cluster, order, infos, cluster_id=cluster_id, lease=lease, timeout_s=timeout_s)
+        self._procs = _family(self._roots())
         cls._live[cluster_id] = self
         return self
 
@@ -302,8 +306,12 @@ class Cluster:
         return Run.start(self, cfg)
 
     # -- stopping -----------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Stop the engines and the controller (only let go of an attached cluster)."""
+    def stop(self, wait_s: float = 3.0) -> None:
+        """Stop the engines and the controller (only let go of an attached cluster).
+
+        Returns once every process the cluster started (controller, engines, the engines'
+        nannies) has exited: those still there `wait_s` seconds after being asked are killed.
+        """
         Cluster._live.pop(self.cluster_id, None)
         if self.lease is not None:
             self.lease.close()
@@ -312,12 +320,17 @@ class Cluster:
         except Exception:
             pass
         if self.ipp is not None:
+            # the family known at start counts too: a dead engine's nanny is nobody's child by now
+            family = {p.pid: p for p in self._procs + _family(self._roots())}
             try:
                 self.ipp.stop_cluster_sync()
             except Exception:
                 pass
-            for p in self.pids:  # belt and braces: nothing may outlive stop()
-                _kill(p)
+            _end_all(list(family.values()), wait_s)  # nothing may outlive stop()
+
+    def _roots(self) -> List[int]:
+        ctl = getattr(self.ipp.controller, "pid", None) if self.ipp is not None and self.ipp.controller else None
+        return list(self.pids) + ([ctl] if ctl else [])
 
     def restart(self) -> "Cluster":
         """A fresh cluster of the same size (after a worker died, the process group is broken)."""
@@ -342,12 +355,6 @@ class Cluster:
         return _ipython_dir() / "profile_lab"
 
 
-def _call(fn: str, *args):
-    """Runs on an engine: call `lab.worker.<fn>`. Sent by name, so engines import their own `lab`."""
-    from lab import worker
-    return getattr(worker, fn)(*args)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -363,16 +370,46 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _kill(pid: int, wait: float = 3.0) -> None:
-    import signal
+def _family(pids: List[int]) -> list:
+    """psutil handles on these processes and all their descendants (an engine's nanny is its child).
+
+    Handles, not pids: psutil refuses to signal a handle whose pid was reused by another process."""
+    import psutil
+    out = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            out += [p] + p.children(recursive=True)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _gone(p) -> bool:
+    import psutil
     try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.time() + wait
-    while time.time() < deadline and _pid_alive(pid):
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
+        return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _end_all(procs: list, wait_s: float = 3.0) -> None:
+    """SIGTERM every process still running, wait up to `wait_s` for all to exit, SIGKILL the rest."""
+    import psutil
+    for signal_, wait in (("terminate", wait_s), ("kill", 2.0)):
+        procs = [p for p in procs if not _gone(p)]
+        for p in procs:
+            try:
+                getattr(p, signal_)()
+            except psutil.Error:
+                pass
+        deadline = time.time() + wait
+        while procs and time.time() < deadline:
+            for p in procs:
+                try:
+                    p.wait(0)  # reaps our own children (the engines), so they leave no zombie
+                except (psutil.Error, ChildProcessError):
+                    pass
+            procs = [p for p in procs if not _gone(p)]
+            if procs:
+                time.sleep(0.05)

@@ -79,15 +79,20 @@ class Comm:
         backend = dist.get_backend(group) if dist.is_initialized() else "gloo"
         self.framing = FRAMING.get(str(backend), (0, 0))
 
+    def fresh(self) -> "Comm":
+        """A new Comm on the same group and link with its own ledger (e.g. for a server thread)."""
+        return Comm(self.rank, self.world, group=self.group, link=self.link)
+
     # -- accounting ---------------------------------------------------------------------------
-    def _charge(self, sent: float, recv: float, messages: int, seconds: float, sim_bytes: float = None):
+    def _charge(self, sent: float, recv: float, messages: int, seconds: float, sim_bytes: float = None,
+                simulate: bool = True):
         lg = self.ledger
         lg.bytes_sent += int(round(sent))
         lg.bytes_recv += int(round(recv))
         lg.messages += messages
         lg.framing_bytes += messages * self.framing[0]
         lg.comm_s += seconds
-        if self.link.active and messages:
+        if self.link.active and messages and simulate:
             sim = self.link.seconds(int(sim_bytes if sim_bytes is not None else sent), messages)
             time.sleep(sim)  # a simulated link really costs wall time, so time-to-accuracy shows it
             lg.sim_link_s += sim
@@ -146,6 +151,30 @@ class Comm:
         self.ledger.comm_s += time.perf_counter() - t0
         return who
 
+    def isend(self, t: torch.Tensor, dst: int, tag: int = 0) -> "Pending":
+        """Start sending `t` to `dst` and return at once; `wait()` on the handle before reusing `t`.
+
+        Charged like `send` (bytes, one message, framing) when issued; the time spent issuing
+        and in `wait()` goes to comm_s, and a simulated link's time is slept in `wait()` (the
+        sender pays for the message, as with `send`).
+        """
+        t0 = time.perf_counter()
+        work = dist.isend(t, dst, group=self.group, tag=tag)
+        self._charge(nbytes(t), 0, 1, time.perf_counter() - t0, simulate=False)  # slept in wait()
+        sim = self.link.seconds(nbytes(t), 1) if self.link.active else 0.0
+        return Pending(self, work, sim)
+
+    def irecv(self, t: torch.Tensor, src: int, tag: int = 0) -> "Pending":
+        """Start receiving into `t` from `src`; read `t` only after `wait()` on the handle.
+
+        Charged like `recv` (bytes received, no simulated time: the sender pays for it).
+        """
+        t0 = time.perf_counter()
+        work = dist.irecv(t, src, group=self.group, tag=tag)
+        self.ledger.bytes_recv += nbytes(t)
+        self.ledger.comm_s += time.perf_counter() - t0
+        return Pending(self, work, 0.0)
+
     def barrier(self):
         """Wait for every worker: counted as waiting, not communication."""
         with self.waiting():
@@ -161,3 +190,23 @@ class Comm:
             yield
         finally:
             self.ledger.wait_s += time.perf_counter() - t0
+
+
+class Pending:
+    """A non-blocking send or receive in flight (`Comm.isend` / `Comm.irecv`)."""
+
+    def __init__(self, comm: Comm, work, sim_s: float):
+        self.comm, self.work, self.sim_s, self.done = comm, work, sim_s, False
+
+    def wait(self) -> None:
+        """Block until the transfer completed (timed as comm_s; a simulated link's time is slept here)."""
+        if self.done:
+            return
+        t0 = time.perf_counter()
+        self.work.wait()
+        lg = self.comm.ledger
+        lg.comm_s += time.perf_counter() - t0
+        if self.sim_s:
+            time.sleep(self.sim_s)
+            lg.sim_link_s += self.sim_s
+        self.done = True

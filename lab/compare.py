@@ -16,19 +16,18 @@ from __future__ import annotations
 import csv
 import html
 import json
-import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-# Held-out metrics in order of preference, and whether higher is better.
-METRICS = {"test_acc": True, "return": True, "perplexity": False, "test_loss": False}
-X_AXES = {"step": "step", "t": "seconds", "bytes": "cumulative MB sent + received (all workers)"}
+from . import records
+
+X_AXES = {"step": "step", "t": records.axis_title("t"), "bytes": "cumulative MB sent + received (all workers)"}
 
 
 def metric_of(runs) -> Optional[str]:
-    """The held-out metric the runs share (test_acc, return, perplexity, test_loss), or None."""
+    """The held-out metric the runs share (`lab.records.held_out()`, in that order), or None."""
     runs = list(runs)
-    for key in METRICS:
+    for key in records.held_out():
         if any(r.get(key) is not None for run in runs for r in run.records):
             return key
     return None
@@ -108,7 +107,7 @@ def default_target(runs, metric: Optional[str] = None) -> Optional[float]:
     finals = [f for f in finals if f is not None]
     if not finals:
         return None
-    higher = METRICS[metric]
+    higher = records.higher_is_better(metric)
     return round(0.9 * max(finals), 3) if higher else round(1.1 * min(finals), 3)
 
 
@@ -133,7 +132,7 @@ def table(runs, target: Optional[float] = None, metric: Optional[str] = None) ->
         }
         if metric:
             final = run.final(metric)
-            reached = run.time_to(metric, target, METRICS[metric]) if target is not None else None
+            reached = run.time_to(metric, target) if target is not None else None
             row.update({"metric": metric, f"final_{metric}": None if final is None else round(final, 4),
                         "target": target, "time_to_target_s": None if reached is None else round(reached, 3)})
         rows.append(row)
@@ -168,14 +167,8 @@ def to_json(runs, path, target: Optional[float] = None) -> Path:
         doc["runs"].append(entry)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, default=_jsonable))
+    path.write_text(json.dumps(doc, indent=1, default=records.jsonable))
     return path
-
-
-def _jsonable(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x.item() if hasattr(x, "item") else str(x)
 
 
 # -- figures (plotly) -------------------------------------------------------------------------
@@ -192,11 +185,13 @@ def figures(runs, smoothing: float = 0.6, metric: Optional[str] = None) -> Dict[
     import plotly.graph_objects as go
     runs = list(runs)
     metric = metric or metric_of(runs)
+    loss = records.axis_title("loss") + ", mean over workers"
     figs = {
-        "loss_time": _fig(go, "training loss against time", "seconds", "loss (mean over workers)"),
-        "loss_bytes": _fig(go, "training loss against bytes", X_AXES["bytes"], "loss (mean over workers)"),
-        "metric_time": _fig(go, f"{metric or 'test metric'} against time", "seconds", metric or ""),
-        "bytes_step": _fig(go, "bytes sent per worker per step", "run", "KB per step"),
+        "loss_time": _fig(go, "training loss against time", X_AXES["t"], loss),
+        "loss_bytes": _fig(go, "training loss against bytes", X_AXES["bytes"], loss),
+        "metric_time": _fig(go, f"{records.FIELDS[metric].label if metric else 'test metric'} against time",
+                            X_AXES["t"], records.axis_title(metric) if metric else ""),
+        "bytes_step": _fig(go, "bytes sent per worker per step", "run", records.axis_title("bytes_sent", prefix="K")),
     }
     for i, run in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]

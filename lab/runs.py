@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import time
 import uuid
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from .cluster import _call
+from . import checkpoints, records
 from .config import RunConfig, set_path
 from .errors import WorkerError
+from .remote import call as _call
 
-DONE = ("finished", "stopped", "failed")
-TEST_METRICS = ("test_acc", "perplexity", "return", "test_loss")
+DONE = ("finished", "stopped", "failed", "interrupted")
 
 
 class RunData:
@@ -56,8 +55,11 @@ class RunData:
         vals = self.series(key)[1]
         return vals[-1] if vals else None
 
-    def time_to(self, key: str, threshold: float, higher_is_better: bool = True):
-        """Seconds until `key` first reached `threshold` (None if never)."""
+    def time_to(self, key: str, threshold: float, higher_is_better: Optional[bool] = None):
+        """Seconds until `key` first reached `threshold` (None if never); the direction defaults
+        to the field's declaration in `lab.records`."""
+        if higher_is_better is None:
+            higher_is_better = records.higher_is_better(key) is not False
         _, vals, ts = self.series(key)
         for v, t in zip(vals, ts):
             if (v >= threshold) if higher_is_better else (v <= threshold):
@@ -93,7 +95,7 @@ class RunData:
                "wall_s": max((r["t"] for r in self.records), default=0.0),
                "throughput_total": sum(p["throughput"] for p in per.values()),
                "per_worker": per}
-        for key in TEST_METRICS:
+        for key in records.held_out():
             v = self.final(key)
             if v is not None:
                 out[key] = v
@@ -103,7 +105,7 @@ class RunData:
 
     def __repr__(self):
         s = self.summary()
-        metric = next((f"{k}={s[k]:.4g}" for k in TEST_METRICS if k in s), "")
+        metric = next((f"{k}={s[k]:.4g}" for k in records.held_out() if k in s), "")
         return f"<Run {self.id}: {s['strategy']}, {s['workers']} workers, {s['steps']} steps, {s['status']} {metric}>"
 
 
@@ -115,7 +117,8 @@ class Run(RunData):
                                           "events": [], "cluster": repr(cluster)}, path)
         self.cluster = cluster
         self._cursor = [0] * cluster.workers
-        self._ck_version = -1
+        self._ck_version = [-1] * cluster.workers   # per rank: the newest checkpoint piece fetched
+        self._pieces: Dict[int, Dict[int, dict]] = {}  # step -> rank -> piece, until every rank's is in
         self._status = ["starting"] * cluster.workers
         self._steps = [0] * cluster.workers
         self._subscribers: List[Callable[["Run", List[dict]], None]] = []
@@ -129,8 +132,9 @@ class Run(RunData):
     def start(cls, cluster, cfg: RunConfig, resume: Optional[dict] = None) -> "Run":
         """Validate `cfg`, save it under `runs/<id>/`, and start every worker's training thread.
 
-        `resume` is a checkpoint dict (see `Run.resume_from`): the workers continue from its weights,
-        optimizer state and step.
+        `resume` is a checkpoint dict (see `Run.resume_from`): each worker continues from its own
+        piece (weights, optimizer, strategy and compression state, step; rank 0's piece for a
+        checkpoint of another worker count or an older single-piece one, `lab.checkpoints.piece`).
         """
         cfg.validate(workers=cluster.workers)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}-{uuid.uuid4().hex[:6]}"
@@ -142,16 +146,20 @@ class Run(RunData):
         if resume is not None:
             self.meta["resumed_from"] = resume.get("run_id", "?")
             self.meta["resumed_at_step"] = int(resume["step"])
-        cluster._call_all("start_run", [(run_id, cfg.to_dict(), resume)] * cluster.workers)
+        n = cluster.workers  # each rank gets its own piece of the checkpoint (lab.checkpoints)
+        cluster._call_all("start_run", [(run_id, cfg.to_dict(), None if resume is None else checkpoints.piece(resume, r, n))
+                                        for r in range(n)])
         self.meta["status"] = "running"
+        self._save_meta()
         return self
 
     @classmethod
     def resume_from(cls, cluster, path, **changes) -> "Run":
         """Continue a saved run (e.g. after a worker died) from its last checkpoint, as a new run.
 
-        Chapter 11 (faults and recovery). The new run starts at the checkpoint's step with its
-        weights and optimizer state; `changes` edit the config (e.g. `steps=600`).
+        Chapter 11 (faults and recovery). The new run starts at the checkpoint's step, each worker
+        with its own weights, optimizer, strategy and compression state; `changes` edit the config
+        (e.g. `steps=600`).
 
         Example:
             >>> cluster = cluster.restart()
@@ -175,7 +183,7 @@ class Run(RunData):
         self._subscribers.append(callback)
 
     def poll(self) -> List[dict]:
-        """Fetch every worker's new records (and rank 0's newer checkpoint); returns the new ones."""
+        """Fetch every worker's new records (and checkpoint pieces); returns the new records."""
         if self.done:
             return []
         dead = self.cluster.dead_workers()
@@ -184,7 +192,7 @@ class Run(RunData):
             return self._fail(f"worker {dead[0]} died near step {step}; the others were stopped. "
                               f"The cluster's process group is broken: call cluster.restart()")
         c = self.cluster
-        ars = [c.client[e].apply_async(_call, "fetch", self.id, self._cursor[r], self._ck_version if r == 0 else 1 << 60)
+        ars = [c.client[e].apply_async(_call, "fetch", self.id, self._cursor[r], self._ck_version[r])
                for r, e in enumerate(c.engine_ids)]
         new: List[dict] = []
         for r, ar in enumerate(ars):
@@ -207,8 +215,9 @@ class Run(RunData):
             new.extend(recs)
             if out.get("after_last_step"):
                 self.meta.setdefault("after_last_step", {})[str(r)] = out["after_last_step"]
-            if out.get("checkpoint") is not None:
-                self._save_checkpoint(out["checkpoint"], out["checkpoint_version"])
+            if out.get("checkpoints"):
+                self._ck_version[r] = out["checkpoint_version"]
+                self._collect_pieces(r, out["checkpoints"])
             if out["status"] == "failed":
                 self._append(new)
                 return self._fail(f"worker {r} failed: {out['error']}", new)
@@ -228,7 +237,7 @@ class Run(RunData):
         self.records.extend(new)
         with open(self.path / "records.jsonl", "a") as f:
             for r in new:
-                f.write(json.dumps(r, default=_jsonable) + "\n")
+                f.write(json.dumps(r, default=records.jsonable) + "\n")
             f.flush()
             os.fsync(f.fileno())
         for cb in list(self._subscribers):
@@ -274,12 +283,16 @@ class Run(RunData):
         Raises WorkerError if a worker failed or died, TimeoutError after `timeout` seconds.
         """
         deadline = None if timeout is None else time.time() + timeout
-        while not self.done:
-            self.poll()
-            if deadline and time.time() > deadline:
-                raise TimeoutError(f"run {self.id} still going after {timeout} s (status {self.status})")
-            if not self.done:
-                time.sleep(interval)
+        try:
+            while not self.done:
+                self.poll()
+                if deadline and time.time() > deadline:
+                    raise TimeoutError(f"run {self.id} still going after {timeout} s (status {self.status})")
+                if not self.done:
+                    time.sleep(interval)
+        except KeyboardInterrupt:  # Ctrl-C: saved as interrupted, not left "running" forever
+            self.interrupt()
+            raise
         if self.meta["status"] == "failed":
             raise WorkerError(self.meta["error"])
         return self
@@ -296,6 +309,22 @@ class Run(RunData):
         if self._task is None or self._task.done():
             self._task = asyncio.get_event_loop().create_task(loop())
         return self._task
+
+    def interrupt(self, why: str = "interrupted (Ctrl-C)") -> None:
+        """End the run now (Ctrl-C in `wait` or the CLI): workers abort, the run is saved as
+        "interrupted" at its last recorded step; the records polled so far stay in records.jsonl."""
+        if self.done:
+            return
+        self.meta.update(status="interrupted", finished=time.time(),
+                         last_step=max((r["step"] for r in self.records), default=-1))
+        self._save_meta()
+        for e in self.cluster.engine_ids:  # fire and forget: never block an interrupt
+            try:
+                self.cluster.client[e].apply_async(_call, "abort", self.id, why)
+            except Exception:
+                pass
+        for cb in list(self._subscribers):
+            cb(self, [])
 
     # -- live control -------------------------------------------------------------------------
     def set(self, **changes) -> Optional[int]:
@@ -352,12 +381,21 @@ class Run(RunData):
     def _save_meta(self) -> None:
         _write_json(self.path / "meta.json", self.meta)
 
-    def _save_checkpoint(self, ck: dict, version: int) -> None:
+    def _collect_pieces(self, rank: int, pieces: List[dict]) -> None:
+        """Keep each worker's checkpoint pieces; save a step once every worker's piece of it is in."""
+        for p in pieces:
+            self._pieces.setdefault(int(p["step"]), {})[rank] = p
+        complete = [s for s, got in self._pieces.items() if len(got) == self.cluster.workers]
+        if complete:
+            step = max(complete)
+            self._save_checkpoint(checkpoints.combine(list(self._pieces[step].values())))
+            self._pieces = {s: got for s, got in self._pieces.items() if s > step}
+
+    def _save_checkpoint(self, ck: dict) -> None:
         import torch
         tmp = self.path / "checkpoint.pt.tmp"
         torch.save(ck, tmp)
         os.replace(tmp, self.path / "checkpoint.pt")  # atomic: a crash never leaves half a file
-        self._ck_version = version
 
 
 def load_run(path) -> RunData:
@@ -387,13 +425,5 @@ def list_runs(runs_dir="runs") -> List[Path]:
 
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_jsonable))
+    tmp.write_text(json.dumps(obj, indent=1, default=records.jsonable))
     os.replace(tmp, path)
-
-
-def _jsonable(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if hasattr(x, "item"):
-        return x.item()
-    return str(x)

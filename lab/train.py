@@ -13,13 +13,15 @@ from typing import Callable, Optional
 
 import torch
 
+from . import checkpoints, records
 from .config import RunConfig, set_path
 from .control import ControlPoint
-from .data import DATASETS
+from .compression.owner import Compression
 from .models import MODELS
 from .optim import lr_at, make_optimizer, set_lr
 from .strategies import STRATEGIES
 from .strategies.base import WorkerContext
+from .tasks import TASKS
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -27,7 +29,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def build(cfg: RunConfig, device="cpu"):
     """(task, model, optimizer) for a config, identically initialised on every worker."""
     dtype = DTYPES[cfg.model.dtype]
-    task = DATASETS.build(cfg.data.name, cfg.data, dtype)
+    task = TASKS.build(cfg.data.name, cfg.data, dtype)
     if hasattr(task, "to"):
         task = task.to(device, dtype)
     torch.manual_seed(cfg.data.seed)  # same initial weights on every worker
@@ -43,8 +45,11 @@ class Trainer:
         ctx: the worker's context (rank, world, device, comm, store).
         emit: called with each record (a dict) as soon as it exists.
         control: the worker's ControlPoint (None: no live changes, e.g. in-process tests).
-        on_checkpoint: called on rank 0 with a checkpoint dict every `checkpoint_every` steps.
-        resume: a checkpoint (see `checkpoint`) to continue from: weights, optimizer state, step.
+        on_checkpoint: called with this worker's checkpoint piece (see `checkpoint`) every
+            `checkpoint_every` steps and at the last step, on every rank.
+        resume: a checkpoint to continue from (this worker's piece, or a whole checkpoint from
+            `lab.checkpoints.combine`, from which it takes its own): weights, optimizer state,
+            step, the strategy's state (loaded after `attach`) and the compression state.
     """
 
     def __init__(self, cfg: RunConfig, ctx: WorkerContext, emit: Callable[[dict], None],
@@ -57,15 +62,22 @@ class Trainer:
         torch.manual_seed(self.cfg.data.seed + 1 + ctx.rank)  # different dropout masks per worker
         ctx.slowdown = self.cfg.slowdown_of(ctx.rank)
         ctx.comm.link = self.cfg.link
+        ctx.compression = Compression(self.cfg.strategy.compression)  # one per worker, kept across switches
         self.strategy = STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, ctx)
         self.paused = self.stopped = False
         self._carry: dict = {}           # counters a detached strategy accrued after its last record
         self.after_last_step: dict = {}  # the same, for the strategy running at the end
         self.start_step = 0
+        self._resume_strategy: Optional[dict] = None  # loaded into the strategy after attach
         if resume is not None:
+            resume = checkpoints.piece(resume, ctx.rank, ctx.world)
             self.model.load_state_dict(resume["model"])
             self.optimizer.load_state_dict(resume["optimizer"])
             self.start_step = int(resume["step"])
+            ctx.compression.load_state_dict(resume.get("compression") or {})
+            saved = resume.get("strategy") or {}
+            if saved.get("name") == self.cfg.strategy.name:  # (resumed under another strategy: start it fresh)
+                self._resume_strategy = saved.get("state") or {}
         self.step = self.start_step
 
     # -- live changes -------------------------------------------------------------------------
@@ -86,25 +98,14 @@ class Trainer:
                 g["momentum"] = self.cfg.optim.momentum
         self.ctx.slowdown = self.cfg.slowdown_of(self.ctx.rank)
         self.ctx.comm.link = self.cfg.link  # the same object live changes edit, as at start
-        if self.cfg.strategy.compression != strategy_before.compression:
-            self._switch_memory()
+        # residuals are kept, reset or flushed (CompressionConfig.on_switch)
+        self.ctx.compression.switch(self.cfg.strategy.compression)
         if self.cfg.strategy != strategy_before:
             # every worker is at this same step, so detach/attach may use collectives
             self.strategy.detach()
             self._carry = _add(self._carry, self.strategy.unreported())  # into this step's record
             self.strategy = STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, self.ctx)
             self.strategy.attach(self.model, self.optimizer)
-
-    def _switch_memory(self) -> None:
-        """The compressor changed: residuals are kept, reset or flushed (CompressionConfig.on_switch)."""
-        from .compression import COMPRESSORS
-        from .compression.memory import build_memory
-        cc = self.cfg.strategy.compression
-        needed = build_memory(cc, COMPRESSORS.build(cc.name, cc))
-        if type(needed) is type(self.ctx.memory):
-            self.ctx.memory.on_switch(cc.on_switch)
-        else:  # error feedback switched on or off
-            self.ctx.memory = needed
 
     def _boundary(self, step: int) -> list:
         applied = []
@@ -123,6 +124,8 @@ class Trainer:
     def run(self) -> None:
         cfg, ctx, comm = self.cfg, self.ctx, self.ctx.comm
         self.strategy.attach(self.model, self.optimizer)
+        if self._resume_strategy is not None:  # before the barrier: no worker has stepped yet
+            self.strategy.load_state_dict(self._resume_strategy)
         batches = self.task.batches(ctx.rank, ctx.world, lambda: self.cfg.data.batch_size)
         for _ in range(self.start_step):  # a resumed run sees the batches it would have seen
             next(batches)
@@ -179,18 +182,22 @@ class Trainer:
             t0 = time.perf_counter()
             rec.update(self.task.evaluate(self.model))
             rec["eval_s"] = time.perf_counter() - t0
-        return rec
+        return records.check(rec)  # every key declared in lab.records (the dashboards read it)
 
     def _maybe_checkpoint(self, step: int) -> None:
-        if self.ctx.rank != 0 or self.on_checkpoint is None:
+        if self.on_checkpoint is None:
             return
         if (step + 1) % self.cfg.checkpoint_every == 0 or step == self.cfg.steps - 1:
             self.on_checkpoint(self.checkpoint(step))
 
     def checkpoint(self, step: int) -> dict:
-        return {"step": step + 1, "config": self.cfg.to_dict(),
-                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-                "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        """This worker's piece after `step` (lab.checkpoints): every rank makes its own."""
+        ctx = self.ctx
+        return {"step": step + 1, "config": self.cfg.to_dict(), "rank": ctx.rank, "world": ctx.world,
+                "model": checkpoints.to_cpu(self.model.state_dict()),
+                "optimizer": checkpoints.to_cpu(self.optimizer.state_dict()),
+                "strategy": {"name": self.cfg.strategy.name, "state": checkpoints.to_cpu(self.strategy.state_dict())},
+                "compression": checkpoints.to_cpu(ctx.compression.state_dict())}
 
 
 SWITCH_COUNTERS = ("bytes_sent", "bytes_recv", "messages", "framing_bytes")

@@ -20,6 +20,7 @@ import torch
 
 STATE: dict = {}      # rank, world, device, store, backend ... for the cluster's life
 RUNS: dict = {}       # run id -> RunState
+KEEP_CHECKPOINTS = 3  # checkpoint pieces a worker keeps until fetched
 
 
 class RunState:
@@ -28,7 +29,7 @@ class RunState:
         self.records: list = []          # cumulative: a reconnecting notebook can fetch from 0
         self.status = "starting"
         self.error: Optional[str] = None
-        self.checkpoint: Optional[dict] = None
+        self.checkpoints: list = []      # (version, piece): this worker's latest checkpoint pieces
         self.checkpoint_version = 0
         self.thread: Optional[threading.Thread] = None
         self.control = None
@@ -122,8 +123,11 @@ def start_run(run_id: str, cfg_dict: dict, resume: Optional[dict] = None) -> str
     ctx = context(run_id)
     st.control = ControlPoint(timeout=max(30.0, STATE.get("timeout_s", 30.0)))
 
-    def keep_checkpoint(ck):
-        st.checkpoint, st.checkpoint_version = ck, st.checkpoint_version + 1
+    def keep_checkpoint(piece):
+        # a few, not one: the notebook saves a step once every worker's piece of it arrived, and a
+        # fast worker may take its next one before a poll fetched this one
+        st.checkpoint_version += 1
+        st.checkpoints = st.checkpoints[-(KEEP_CHECKPOINTS - 1):] + [(st.checkpoint_version, piece)]
 
     def body():
         try:
@@ -146,11 +150,19 @@ def context(run_id: str = ""):
     from .strategies.base import WorkerContext
     rank, world = STATE["rank"], STATE["world"]
     return WorkerContext(rank=rank, world=world, device=torch.device(STATE["device"]),
-                         comm=Comm(rank, world), store=STATE["store"], run_id=run_id)
+                         comm=Comm(rank, world), store=STATE["store"], run_id=run_id,
+                         abort_reason=lambda: _aborted(run_id))
+
+
+def _aborted(run_id: str) -> Optional[str]:
+    """Why run `run_id` was aborted on this worker (the notebook aborts all when one dies), or None."""
+    control = getattr(RUNS.get(run_id), "control", None)
+    return getattr(control, "aborted", None)
 
 
 def fetch(run_id: str, cursor: int, checkpoint_version: int = -1) -> dict:
-    """New records since `cursor`, the run's status, and the checkpoint if it is newer."""
+    """New records since `cursor`, the run's status, and this worker's checkpoint pieces newer
+    than `checkpoint_version` (oldest first)."""
     st = RUNS.get(run_id)
     if st is None:
         return {"records": [], "status": "unknown", "error": f"worker {STATE.get('rank')} has no run {run_id}"}
@@ -162,8 +174,9 @@ def fetch(run_id: str, cursor: int, checkpoint_version: int = -1) -> dict:
            "paused": bool(st.trainer and st.trainer.paused)}
     if status in ("finished", "stopped") and st.trainer is not None and st.trainer.after_last_step:
         out["after_last_step"] = st.trainer.after_last_step  # e.g. a server's bytes while it drained
-    if st.checkpoint is not None and st.checkpoint_version > checkpoint_version:
-        out["checkpoint"] = st.checkpoint
+    newer = [piece for v, piece in st.checkpoints if v > checkpoint_version]
+    if newer:
+        out["checkpoints"] = newer
     return out
 
 

@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # The README's second command (and CI's): set everything up, then run the whole test suite:
-# unit tests, real-cluster integration tests, every chapter under nbval in quick mode, the browser test.
+# unit tests, real-cluster integration tests, every bench and every chapter in quick mode, the browser test.
+# `-rfEs` lists every failure, error and skip with its reason in the summary.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-# the browser test drives Debian's Chromium through Playwright (never `playwright install`)
-if [ ! -x /usr/bin/chromium ]; then
+# the browser test drives Debian's Chromium through Playwright (never `playwright install`);
+# the wire test reads per-socket TCP counters with `ss` (iproute2). Installed here when root.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v ss >/dev/null || missing+=(iproute2)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "warning: could not install chromium; the browser test will be skipped" >&2
-  else
-    echo "warning: /usr/bin/chromium is missing (install Debian's chromium); the browser test will be skipped" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || echo "warning: could not install ${missing[*]}" >&2
+  fi
+  [ -x /usr/bin/chromium ] || missing_now="chromium "
+  command -v ss >/dev/null || missing_now="${missing_now:-}ss(iproute2)"
+  if [ -n "${missing_now:-}" ] && [ "${CI:-}" = true ]; then  # CI never hides a test
+    echo "error: CI=true and ${missing_now} missing (the browser / wire tests need them); install as root" >&2
+    exit 1
+  elif [ -n "${missing_now:-}" ]; then
+    echo "warning: ${missing_now} missing: the browser / wire tests will be skipped (listed in the summary)" >&2
   fi
 fi
 export LAB_QUICK=1

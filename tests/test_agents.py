@@ -71,9 +71,9 @@ def test_dqn_solves_cartpole():
 
 
 def make_control(seed=0, rollout=16):
-    from lab.data import DATASETS
+    from lab.tasks import TASKS
     from lab.models import MODELS
-    task = DATASETS.build("cartpole", DataConfig(name="cartpole", batch_size=rollout, seed=seed))
+    task = TASKS.build("cartpole", DataConfig(name="cartpole", batch_size=rollout, seed=seed))
     torch.manual_seed(seed)
     net = MODELS.build("actor_critic", task.spec, ModelConfig(name="actor_critic"))
     return task, net

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lab.config import DataConfig
-from lab.data import DATASETS
+from lab.tasks import TASKS
 from lab.data.cifar import CLASSES, download, load_cifar10, read_batch, write_cifar_like
 from lab.errors import ConfigError, LabError
 
@@ -46,7 +46,7 @@ def test_the_files_are_in_the_standard_format(cifar_dir):
 
 
 def test_dataset_builds_a_classification_task(cifar_dir):
-    task = DATASETS.build("cifar10", DataConfig(name="cifar10", path=cifar_dir), torch.float32)
+    task = TASKS.build("cifar10", DataConfig(name="cifar10", path=cifar_dir), torch.float32)
     assert task.spec == {"input_shape": (3, 32, 32), "n_classes": 10} and task.classes == CLASSES
     x, y = next(task.batches(0, 2, 4))
     assert x.shape == (4, 3, 32, 32) and y.shape == (4,)

@@ -6,9 +6,10 @@ import time
 import pytest
 from ipyparallel import interactive
 
-from lab.cluster import Cluster, _call
+from lab.cluster import Cluster
 from lab.config import RunConfig
 from lab.errors import ConfigError, WorkerError
+from lab.remote import call
 
 N_PARAMS = 72_842  # the CNN on 8x8 digits
 EXACT = {"model.dtype": "float64", "model.dropout": 0.0, "optim.name": "sgd", "optim.lr": 0.1}
@@ -201,7 +202,7 @@ def test_dead_worker_under_async_is_an_error_within_10_s(lab_cluster, tmp_path):
     while run.step < 20:
         run.poll()
         time.sleep(0.05)
-    c.client[c.engine_ids[1]].apply_async(_call, "kill_self")  # dies at once, no answer
+    c.client[c.engine_ids[1]].apply_async(call, "kill_self")  # dies at once, no answer
     t0 = time.time()
     with pytest.raises(WorkerError, match="worker 1 died"):
         run.wait(timeout=30)

@@ -142,8 +142,8 @@ def test_dead_worker_is_a_clear_error_within_seconds(cluster_factory, runs_dir):
     while run.step < 5:
         run.poll()
         time.sleep(0.05)
-    from lab.cluster import _call
-    cluster.client[cluster.engine_ids[1]].apply_async(_call, "kill_self")  # a crash, as os._exit
+    from lab.remote import call
+    cluster.client[cluster.engine_ids[1]].apply_async(call, "kill_self")  # a crash, as os._exit
     t0 = time.time()
     with pytest.raises(WorkerError, match="worker 1 died"):
         run.wait(timeout=30)

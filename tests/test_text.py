@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lab.config import DataConfig, ModelConfig, RunConfig
-from lab.data import DATASETS
+from lab.tasks import TASKS
 from lab.data.text import CharVocab, default_text, load_text
 from lab.errors import ConfigError
 from lab.models import MODELS
@@ -14,7 +14,7 @@ from lab.tasks.language import LanguageTask, unigram_perplexity
 
 @pytest.fixture(scope="module")
 def task():
-    return DATASETS.build("text", DataConfig(name="text", seq_len=64, test_fraction=0.1), torch.float32)
+    return TASKS.build("text", DataConfig(name="text", seq_len=64, test_fraction=0.1), torch.float32)
 
 
 def test_vocab_covers_the_text_and_round_trips(task):
@@ -96,7 +96,7 @@ def test_unigram_perplexity_of_uniform_counts_is_the_vocab_size():
 def test_a_text_file_can_be_used(tmp_path):
     f = tmp_path / "poem.txt"
     f.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
-    task = DATASETS.build("text", DataConfig(name="text", path=str(f), seq_len=16), torch.float32)
+    task = TASKS.build("text", DataConfig(name="text", path=str(f), seq_len=16), torch.float32)
     assert task.spec["vocab_size"] == len(set(f.read_text()))
     x, y = next(task.batches(0, 2, 4))
     assert x.shape == (4, 16)
@@ -122,7 +122,7 @@ def test_seq_len_longer_than_the_text_is_a_config_error(tmp_path):
     f = tmp_path / "short.txt"
     f.write_text("tiny text " * 10)
     with pytest.raises(ConfigError, match="seq_len"):
-        DATASETS.build("text", DataConfig(name="text", path=str(f), seq_len=64), torch.float32)
+        TASKS.build("text", DataConfig(name="text", path=str(f), seq_len=64), torch.float32)
 
 
 def test_text_needs_a_language_model():

@@ -11,7 +11,9 @@ from lab.config import RunConfig
 from lab.runs import RunData, load_run
 from widgets import Arena, LiveDashboard, StrategyPanel
 from widgets.measure import measure_dashboard, synthetic_records
-from widgets.panel import COMPRESSOR_KNOBS, STRATEGY_KNOBS, visible_knobs
+from lab.compression import COMPRESSORS
+from lab.strategies import STRATEGIES
+from widgets.panel import COMMON_KNOBS, compressor_knobs, visible_knobs
 
 
 def fake_cluster(workers=2):
@@ -34,14 +36,17 @@ def test_toggling_strategy_and_compressor_shows_their_knobs():
     assert "period" in shown(panel) and "staleness" not in shown(panel)
     panel.strategy.value = "async"
     assert not {"period", "staleness"} & set(shown(panel))
-    for comp, knobs in COMPRESSOR_KNOBS.items():
-        if comp in panel.compressor.options:
-            panel.compressor.value = comp
-            assert set(knobs) <= set(shown(panel))
-            assert not ({"ratio", "levels", "rank"} - set(knobs)) & set(shown(panel)), comp
-    # the common knobs are always there; a strategy the table does not know gets just those
+    assert set(panel.compressor.options) == set(COMPRESSORS.names())
+    for comp in COMPRESSORS.names():
+        knobs = compressor_knobs(comp)
+        panel.compressor.value = comp
+        assert set(knobs) <= set(shown(panel))
+        assert not ({"ratio", "levels", "rank"} - set(knobs)) & set(shown(panel)), comp
+    assert {"ratio", "error_feedback"} <= set(compressor_knobs("topk")) and compressor_knobs("none") == []
+    assert "majority_vote" in compressor_knobs("signsgd") and "error_feedback" not in compressor_knobs("efsignsgd")
+    # the common knobs are always there; a name nobody registered gets just those
     assert {"workers", "lr", "batch_size", "slowdown", "bandwidth_mbps", "latency_ms"} <= set(shown(panel))
-    assert visible_knobs("brand-new", "none") == visible_knobs("sync", "none")
+    assert visible_knobs("brand-new", "none") == list(COMMON_KNOBS)
     # `compressed` asks for a compressor (one line, no traceback) and shows its base's knobs
     panel.compressor.value = "none"
     panel.strategy.value = "compressed"
@@ -51,7 +56,7 @@ def test_toggling_strategy_and_compressor_shows_their_knobs():
     assert "staleness" in shown(panel) and panel.message == ""
     cfg = panel.config()
     assert (cfg.strategy.name, cfg.strategy.base, cfg.strategy.effective()) == ("compressed", "ssp", "ssp")
-    assert set(STRATEGY_KNOBS) <= set(panel.strategy.options)
+    assert set(panel.strategy.options) == set(STRATEGIES.names())
 
 
 def test_invalid_combination_gives_one_line_message_not_an_exception():

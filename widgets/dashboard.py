@@ -21,18 +21,29 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from lab.compare import METRICS, PALETTE, change_points, describe
+from lab import records
+from lab.compare import PALETTE, change_points, describe
 from .base import Displayable, figure_grid
 
-X_MODES = {"step": "step", "seconds": "seconds since start", "bytes": "cumulative MB sent + received"}
-LINES = {  # figure -> (title, y axis, record field(s))
-    "loss": ("training loss", "loss", ("loss",)),
-    "throughput": ("throughput", "{unit}/s", ("throughput",)),
-    "bytes": ("bytes per step (solid: sent, dotted: received)", "KB", ("bytes_sent", "bytes_recv")),
+X_MODES = {"step": "step", "seconds": records.axis_title("t"), "bytes": "cumulative MB sent + received"}
+SCALE = {"": 1.0, "K": 1e-3, "m": 1e3}   # unit prefix -> factor applied for display
+# Per-worker line figures: name -> (title, record fields, unit prefix); units and labels come from
+# the fields' declarations in lab.records (the fields of one figure share a unit).
+LINES = {
+    "loss": (records.FIELDS["loss"].label, ("loss",), ""),
+    "throughput": (records.FIELDS["throughput"].label, ("throughput",), ""),
+    "bytes": ("bytes per step (solid: sent, dotted: received)", ("bytes_sent", "bytes_recv"), "K"),
 }
-BREAKDOWN = (("compute_s", "compute"), ("comm_s", "communication"), ("wait_s", "waiting"),
-             ("sim_link_s", "link (SIMULATED)"))
+BREAKDOWN = ("compute_s", "comm_s", "wait_s", "sim_link_s")   # stacked: where a step's time went
 BREAKDOWN_COLORS = ("#4c78a8", "#f58518", "#bab0ac", "#e45756")
+PLOTTED = tuple(dict.fromkeys(f for _, fields, _ in LINES.values() for f in fields)) + BREAKDOWN
+
+
+def y_title(fields, unit: str = "samples", prefix: str = "") -> str:
+    """A line figure's y axis: the field's label and unit, or only the unit when it shows several."""
+    if len(fields) == 1:
+        return records.axis_title(fields[0], unit, prefix)
+    return prefix + records.FIELDS[fields[0]].unit.format(unit=unit)
 
 
 def _lfilter():
@@ -102,12 +113,14 @@ class LiveDashboard(Displayable):
         self._draws = 0
         self._t_first = self._t_last = None
         if not hasattr(self, "figs"):
-            self.figs = {name: self._figure(title, y) for name, (title, y, _) in LINES.items()}
-            self.figs["breakdown"] = self._figure("time per step (mean of last steps)", "ms", "worker",
+            self.figs = {name: self._figure(title, y_title(fields, prefix=prefix))
+                         for name, (title, fields, prefix) in LINES.items()}
+            self.figs["breakdown"] = self._figure("time per step (mean of last steps)",
+                                                  "m" + records.FIELDS[BREAKDOWN[0]].unit, "worker",
                                                   barmode="stack", showlegend=True,
                                                   legend=dict(orientation="h", y=-0.25, font_size=10))
-            self.figs["staleness"] = self._figure("staleness (steps behind)", "updates", "staleness",
-                                                  barmode="stack")
+            self.figs["staleness"] = self._figure("staleness: steps at each value", "steps",
+                                                  records.axis_title("staleness"), barmode="stack")
             self.figs["metric"] = self._figure("test metric (rank 0)", "")
         for f in self.figs.values():
             with f.batch_update():
@@ -120,15 +133,14 @@ class LiveDashboard(Displayable):
         """One trace per worker in every per-worker figure, in the worker's colour."""
         color = PALETTE[rank % len(PALETTE)]
         name = f"worker {rank}"
-        for fig_name, (_, _, fields) in LINES.items():
+        for fig_name, (_, fields, _) in LINES.items():
             for i, field in enumerate(fields):
                 self.figs[fig_name].add_scatter(x=[], y=[], mode="lines", name=name, legendgroup=name,
                                                 line=dict(color=color, width=1.5, dash="dot" if i else "solid"),
                                                 meta=[rank, field])
         self.figs["staleness"].add_bar(x=[], y=[], name=name, marker_color=color, meta=[rank])
         self._ranks.append(rank)
-        self._cols[rank] = {k: [] for k in ("step", "t", "bytes", "loss", "throughput", "bytes_sent",
-                                            "bytes_recv", *(b for b, _ in BREAKDOWN))}
+        self._cols[rank] = {k: [] for k in ("step", "t", "bytes", *PLOTTED)}
         self._stale[rank] = {}
 
     # -- feeding ----------------------------------------------------------------------------
@@ -198,13 +210,13 @@ class LiveDashboard(Displayable):
         c["step"].append(r["step"])
         c["t"].append(r["t"])
         c["bytes"].append(prev + (r.get("bytes_sent", 0) + r.get("bytes_recv", 0)) / 1e6)
-        for k in ("loss", "throughput", "bytes_sent", "bytes_recv", *(b for b, _ in BREAKDOWN)):
+        for k in PLOTTED:
             v = r.get(k)
             c[k].append(np.nan if v is None else float(v))
         if r.get("staleness") is not None:
             s = int(r["staleness"])
             self._stale[rank][s] = self._stale[rank].get(s, 0) + 1
-        if any(r.get(k) is not None for k in METRICS):
+        if any(r.get(k) is not None for k in records.held_out()):
             self._metric_rows.append(r)
         if r.get("changes"):
             self._changes = change_points([*self._change_recs(), r])
@@ -246,16 +258,15 @@ class LiveDashboard(Displayable):
     def _draw(self) -> None:
         xtitle = X_MODES[self.x_toggle.value]
         unit = self.records[0].get("unit", "samples") if self.records else "samples"
-        for name, (_, ytitle, _) in LINES.items():
+        for name, (_, fields, prefix) in LINES.items():
             fig = self.figs[name]
             with fig.batch_update():
                 for tr in fig.data:
                     rank, field = tr.meta
-                    scale = 1e-3 if field.startswith("bytes") else 1.0
-                    x, y = self._thin(self._xs(rank), self._smooth(np.asarray(self._cols[rank][field]) * scale))
-                    tr.x, tr.y = x, y
+                    y = np.asarray(self._cols[rank][field]) * SCALE[prefix]
+                    tr.x, tr.y = self._thin(self._xs(rank), self._smooth(y))
                 fig.layout.xaxis.title.text = xtitle
-                fig.layout.yaxis.title.text = ytitle.format(unit=unit)
+                fig.layout.yaxis.title.text = y_title(fields, unit, prefix)
         self._draw_breakdown()
         self._draw_staleness()
         self._draw_metric(xtitle)
@@ -268,11 +279,11 @@ class LiveDashboard(Displayable):
         with fig.batch_update():
             if len(fig.data) != len(BREAKDOWN):
                 fig.data = []
-                for (field, label), color in zip(BREAKDOWN, BREAKDOWN_COLORS):
-                    fig.add_bar(x=[], y=[], name=label, marker_color=color, meta=[field])
+                for field, color in zip(BREAKDOWN, BREAKDOWN_COLORS):
+                    fig.add_bar(x=[], y=[], name=records.FIELDS[field].label, marker_color=color, meta=[field])
             for tr in fig.data:
                 tr.x = labels
-                tr.y = [1e3 * _mean(self._cols[r][tr.meta[0]][-self.window:]) for r in self._ranks]
+                tr.y = [SCALE["m"] * _mean(self._cols[r][tr.meta[0]][-self.window:]) for r in self._ranks]
 
     def _draw_staleness(self):
         fig = self.figs["staleness"]
@@ -284,7 +295,7 @@ class LiveDashboard(Displayable):
     def _draw_metric(self, xtitle):
         fig = self.figs["metric"]
         rows = self._metric_rows
-        keys = [k for k in METRICS if any(r.get(k) is not None for r in rows)][:1]
+        keys = [k for k in records.held_out() if any(r.get(k) is not None for r in rows)][:1]
         if not keys:
             return
         key = keys[0]
@@ -295,8 +306,9 @@ class LiveDashboard(Displayable):
             tr = fig.data[0]
             tr.x = [self._x_of(r) for r in pts]
             tr.y = [r[key] for r in pts]
-            fig.layout.title.text = f"{key} (held-out, rank 0)"
-            fig.layout.yaxis.title.text = key
+            f = records.FIELDS[key]
+            fig.layout.title.text = f"{f.label} (held-out, rank 0; {f.better} is better)"
+            fig.layout.yaxis.title.text = records.axis_title(key)
             fig.layout.xaxis.title.text = xtitle
 
     def _x_of(self, r: dict):

@@ -1,10 +1,12 @@
 """The strategy panel: pick a strategy, a compressor and their knobs; start, pause, stop (chapter 12).
 
-Only the knobs that matter for the chosen strategy and compressor are shown, looked up in
-`STRATEGY_KNOBS` / `COMPRESSOR_KNOBS` (a strategy or compressor added to `lab` appears in the
-toggles by itself, with the common knobs). A knob moved while a run goes is sent with
-`run.set(...)`: every worker switches at the same step, which the dashboard marks. A bad value or
-combination is one line in the panel (the `ConfigError` message), never a traceback.
+Every widget comes from a knob's declaration (`lab.knobs`): its range or choices, its widget hint,
+whether it may change live. Only the knobs that matter for the chosen strategy and compressor are
+shown: a strategy's own `Options` fields (for `compressed`, its base's too) and a compressor's
+(plus the common compression knobs), so a strategy or compressor added to `lab` appears in the
+toggles with its knobs and no edit here. A knob moved while a run goes is sent with `run.set(...)`:
+every worker switches at the same step, which the dashboard marks. A bad value or combination is
+one line in the panel (the `ConfigError` message), never a traceback.
 
 Example:
     >>> panel = StrategyPanel(cluster, RunConfig(steps=300))
@@ -13,73 +15,116 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import html
+import math
 from typing import Callable, Dict, List, Optional
 
 import ipywidgets as W
 
-from lab.compression import COMPRESSORS
-from lab.config import RunConfig
+from lab import knobs
+from lab.compression import COMPRESSORS, Common as CompressionCommon
+from lab.config import ALIASES, RunConfig, get_path
 from lab.errors import LabError
-from lab.optim import SCHEDULES
 from lab.strategies import STRATEGIES
-from lab.strategies.compressed import BASES
 
 from .dashboard import LiveDashboard
 from .base import Displayable
 
-# Which knobs each strategy / compressor adds to the common ones (a table, not a chain of ifs).
+# The general knobs the panel always shows (a layout choice); "workers", "slowdown" and "link" are
+# the panel's own (the cluster's size, one slider per worker, the simulated link on or off).
 COMMON_KNOBS = ("workers", "steps", "lr", "schedule", "batch_size", "slowdown", "link", "bandwidth_mbps", "latency_ms")
-STRATEGY_KNOBS = {"ssp": ("staleness",), "local": ("period",), "compressed": ("base",)}
-COMPRESSOR_KNOBS = {"topk": ("ratio", "error_feedback"), "randomk": ("ratio", "error_feedback"),
-                    "qsgd": ("levels", "error_feedback"), "powersgd": ("rank", "error_feedback"),
-                    "terngrad": ("error_feedback",), "signsgd": ("error_feedback",), "fp16": (), "bf16": (),
-                    "efsignsgd": (), "none": ()}
-LIVE = {"lr", "schedule", "base", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
-        "slowdown", "link", "bandwidth_mbps", "latency_ms", "strategy", "compressor"}  # changeable mid-run
+PANEL_ONLY = {"workers": False, "slowdown": True, "link": True}  # name -> may change while a run goes
 
 
-def _slider(kind, description, **kw):
-    return kind(description=description, continuous_update=False, style={"description_width": "110px"},
-                layout=W.Layout(width="340px"), **kw)
+def _style() -> dict:
+    return dict(style={"description_width": "110px"}, layout=W.Layout(width="340px"))
+
+
+def panel_entries() -> Dict[str, knobs.Entry]:
+    """The declared knobs the panel makes a widget for: the common ones, every strategy and compression
+    knob (not `strategy` / `compressor`, which are the toggles, nor the panel's own), by short name."""
+    return {e.short: e for e in knobs.walk(RunConfig)
+            if (e.short in COMMON_KNOBS or e.path.startswith("strategy."))
+            and e.short not in ("strategy", "compressor", *PANEL_ONLY)}
+
+
+def _options_of(component) -> List[str]:
+    opts = getattr(component, "Options", None)
+    return [f.name for f in dataclasses.fields(opts)] if opts is not None and dataclasses.is_dataclass(opts) else []
+
+
+def strategy_knobs(name: str) -> List[str]:
+    """A strategy's own knobs: its `Options` fields (none for a name not registered)."""
+    return _options_of(STRATEGIES.get(name)) if name in STRATEGIES else []
+
+
+def compressor_knobs(name: str) -> List[str]:
+    """A compressor's knobs: its `Options` fields, then the common compression ones (error feedback
+    unless the compressor always has it; none at all for the identity)."""
+    if name not in COMPRESSORS:
+        return []
+    comp = COMPRESSORS.get(name)
+    if getattr(comp, "identity", False):
+        return []
+    common = [f.name for f in dataclasses.fields(CompressionCommon) if f.name != "name"]
+    if getattr(comp, "error_feedback", False):  # always on (efsignsgd): nothing to choose
+        common.remove("error_feedback")
+    return [*_options_of(comp), *common]
+
+
+def is_live(name: str) -> bool:
+    """May this panel knob change while a run goes (its declaration's `live`)?"""
+    if name in PANEL_ONLY:
+        return PANEL_ONLY[name]
+    path = ALIASES.get(name)
+    entry = next((e for e in knobs.walk(RunConfig) if e.path == path), None)
+    return bool(entry and entry.knob.live)
+
+
+def knob_widget(e: knobs.Entry, value) -> W.Widget:
+    """One widget for a declared knob, initialised to `value`, following its widget hint."""
+    desc, kind = e.short.replace("_", " "), e.widget
+    if kind == "checkbox":
+        return W.Checkbox(value=bool(value), description=desc, indent=False, tooltip=e.knob.help)
+    if kind == "dropdown":
+        return W.Dropdown(options=e.knob.options(), value=value, description=desc, tooltip=e.knob.help, **_style())
+    if kind in ("slider", "log") and e.base in (int, float):
+        lo, hi, step = e.ui()
+        common = dict(description=desc, continuous_update=False, tooltip=e.knob.help, **_style())
+        if kind == "log":
+            return W.FloatLogSlider(value=value, base=10, min=math.log10(lo), max=math.log10(hi),
+                                    step=step or 0.05, readout_format=".3g", **common)
+        if e.base is int:
+            return W.IntSlider(value=value, min=lo, max=hi, step=step or 1, **common)
+        return W.FloatSlider(value=value, min=lo, max=hi, step=step or (hi - lo) / 100, readout_format=".3g", **common)
+    return W.Text(value="" if value is None else str(value), description=desc, tooltip=e.knob.help, **_style())
 
 
 def make_knobs(cfg: RunConfig, workers: int) -> Dict[str, W.Widget]:
-    """One widget per knob, initialised from `cfg`."""
-    c = cfg.strategy.compression
+    """One widget per knob, initialised from `cfg`: the panel's own, then one per declared knob."""
     bw = cfg.link.bandwidth_mbps
-    return {
-        "workers": _slider(W.IntSlider, "workers", value=workers, min=1, max=8),
-        "steps": _slider(W.IntSlider, "steps", value=cfg.steps, min=10, max=100_000, step=10),
-        "lr": _slider(W.FloatLogSlider, "learning rate", value=cfg.optim.lr, base=10, min=-4, max=0, step=0.05,
-                      readout_format=".3g"),
-        "schedule": W.Dropdown(options=SCHEDULES.names(), value=cfg.optim.schedule, description="lr schedule",
-                               style={"description_width": "110px"}, layout=W.Layout(width="340px")),
-        "batch_size": _slider(W.IntSlider, "batch size", value=cfg.data.batch_size, min=1, max=256),
-        "base": W.Dropdown(options=BASES, value=cfg.strategy.base, description="compresses",
-                           style={"description_width": "110px"}, layout=W.Layout(width="340px")),
-        "staleness": _slider(W.IntSlider, "staleness bound", value=cfg.strategy.staleness, min=0, max=32),
-        "period": _slider(W.IntSlider, "period H", value=cfg.strategy.period, min=1, max=64),
-        "ratio": _slider(W.FloatLogSlider, "ratio kept", value=c.ratio, base=10, min=-3, max=0, step=0.05,
-                         readout_format=".3g"),
-        "levels": _slider(W.IntSlider, "levels", value=c.levels, min=1, max=256),
-        "rank": _slider(W.IntSlider, "rank", value=c.rank, min=1, max=16),
-        "error_feedback": W.Checkbox(value=c.error_feedback, description="error feedback", indent=False),
+    widgets = {
+        "workers": W.IntSlider(value=workers, min=1, max=8, description="workers", continuous_update=False, **_style()),
         "slowdown": W.HBox(layout=W.Layout(flex_flow="row wrap")),
         "link": W.Checkbox(value=bw is not None or cfg.link.latency_ms > 0, indent=False,
                            description="simulated link (charges each message a modelled transfer time)"),
-        "bandwidth_mbps": _slider(W.FloatLogSlider, "bandwidth Mb/s", value=bw or 1000.0, base=10, min=-1,
-                                  max=4, step=0.1, readout_format=".3g"),
-        "latency_ms": _slider(W.FloatSlider, "latency ms", value=cfg.link.latency_ms, min=0, max=200, step=0.5),
     }
+    for name, e in panel_entries().items():
+        value = get_path(cfg, e.path)
+        if value is None and e.short == "bandwidth_mbps":
+            value = 1000.0  # the slider's position while the link is off
+        widgets[name] = knob_widget(e, value)
+    return widgets
 
 
 def visible_knobs(strategy: str, compressor: str, base: str = "sync") -> List[str]:
-    """The knobs shown for a strategy and compressor (and, for `compressed`, its base's)."""
-    own = STRATEGY_KNOBS.get(strategy, ())
-    if strategy == "compressed":
-        own = (*own, *STRATEGY_KNOBS.get(base, ()))
-    return [*COMMON_KNOBS, *own, *COMPRESSOR_KNOBS.get(compressor, ())]
+    """The knobs shown for a strategy and compressor: the common ones, the strategy's own (and, when
+    one of them is `base`, that base strategy's), then the compressor's."""
+    own = strategy_knobs(strategy)
+    if "base" in own:
+        own = [*own, *(k for k in strategy_knobs(base) if k not in own)]
+    return [*COMMON_KNOBS, *own, *compressor_knobs(compressor)]
 
 
 class StrategyPanel(Displayable):
@@ -157,7 +202,7 @@ class StrategyPanel(Displayable):
         link = self.knobs["link"].value
         for n in ("bandwidth_mbps", "latency_ms"):
             self.knobs[n].disabled = not link
-        self._knob_box.children = [self.knobs[n] for n in names]
+        self._knob_box.children = [self.knobs[n] for n in names if n in self.knobs]
 
     def value(self, name: str):
         """The knob's value as `run.set` / `cfg.replace` want it."""
@@ -167,14 +212,17 @@ class StrategyPanel(Displayable):
             return self.knobs[name].value if self.knobs["link"].value else None
         if name == "latency_ms":
             return self.knobs[name].value if self.knobs["link"].value else 0.0
-        return self.knobs[name].value
+        w = self.knobs[name]
+        if isinstance(w, W.Text):  # a knob without a richer widget: its declaration parses the text
+            return panel_entries()[name].parse(w.value)
+        return w.value
 
     def config(self) -> RunConfig:
         """The RunConfig the panel describes (validated: raises ConfigError if it is not valid)."""
         changes = {"strategy": self.strategy.value, "compressor": self.compressor.value}
-        for name in ("lr", "schedule", "base", "batch_size", "staleness", "period", "ratio", "levels", "rank", "error_feedback",
-                     "bandwidth_mbps", "latency_ms", "steps"):
-            changes[name] = self.value(name)
+        for name in self.knobs:
+            if name not in PANEL_ONLY:
+                changes[name] = self.value(name)
         cfg = self.base.replace(**changes)
         slow = self.value("slowdown")
         cfg.slowdown = slow if any(f != 1.0 for f in slow) else []
@@ -212,14 +260,13 @@ class StrategyPanel(Displayable):
     def _on_knob(self, name: str):
         if self._quiet:
             return
-        if name in ("link", "base"):  # they change which knobs apply
-            self._show_knobs()
+        self._show_knobs()  # a choice (link on or off, a base strategy) may change which knobs apply
         if name == "workers" and not self._live():
             self._build_slowdown(self.knobs["workers"].value, self.value("slowdown"))
         if not self._live():
             self._check()
             return
-        if name not in LIVE:
+        if not is_live(name):
             self.say(f"{name} cannot change while a run goes: it applies to the next start", error=True)
             return
         if name == "link":

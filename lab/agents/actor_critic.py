@@ -1,9 +1,9 @@
-"""The actor-critic model and a single-process A2C trainer (chapter 10, intelligent agents).
+"""A single-process A2C trainer for the actor-critic (chapter 10, intelligent agents).
 
-One network, two heads: the *actor* gives policy logits (what to do), the *critic* a value
-V(s) (how good the situation is). The critic's value turns a noisy return into an advantage
+The network (`lab.models.actor_critic`) has two heads: the *actor* gives policy logits (what to
+do), the *critic* a value V(s) (how good the situation is). The critic's value turns a noisy return into an advantage
 (return - V(s)): the actor is pushed towards actions that did better than expected. The
-distributed trainer runs the same model through the "cartpole" task (`lab.tasks.control`):
+distributed trainer runs the same model through the "cartpole" task (`lab.tasks.cartpole`):
 `sync` averages gradients every step (A2C), `async` applies them to a parameter server without
 waiting (A3C). `train_a2c` is the one-process reference the chapter compares them with.
 """
@@ -16,43 +16,6 @@ import torch
 from torch import nn
 
 from ..errors import check
-from ..models import model
-
-HIDDEN = 64      # width of the bodies; a ModelConfig field could carry it later
-SHARED = False   # one body for both heads, or one each (see ActorCritic)
-
-
-class ActorCritic(nn.Module):
-    """A policy head (logits) and a value head (a scalar) on tanh MLP bodies.
-
-    With `shared=False` (the default) each head has its own body: the critic's squared error,
-    whose scale grows with the return (up to ~100 on CartPole), then cannot drown the actor's
-    gradient in a shared body once gradients are clipped.
-    """
-
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int = HIDDEN, shared: bool = SHARED):
-        super().__init__()
-        body = lambda: nn.Sequential(nn.Linear(obs_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
-        self.shared = shared
-        self.actor_body = body()
-        self.critic_body = self.actor_body if shared else body()
-        self.policy = nn.Linear(hidden, n_actions)
-        self.value = nn.Linear(hidden, 1)
-        # small initial logits: the agent starts close to uniformly random, so it explores
-        nn.init.orthogonal_(self.policy.weight, gain=0.01)
-        nn.init.zeros_(self.policy.bias)
-
-    def forward(self, obs: torch.Tensor):
-        """obs (B, obs_dim) -> (logits (B, n_actions), value (B,))."""
-        h = self.actor_body(obs)
-        v = h if self.shared else self.critic_body(obs)
-        return self.policy(h), self.value(v).squeeze(-1)
-
-
-@model("actor_critic", kinds=("control",))
-def actor_critic(spec, cfg):
-    """Factory for the registry: spec carries obs_dim and n_actions (from the control task)."""
-    return ActorCritic(spec["obs_dim"], spec["n_actions"])
 
 
 def train_a2c(task, net: nn.Module, steps: int = 300, lr: float = 1e-3, rollout: Optional[int] = None,
@@ -65,7 +28,7 @@ def train_a2c(task, net: nn.Module, steps: int = 300, lr: float = 1e-3, rollout:
     current network), backpropagate, clip, step.
 
     Args:
-        task: a control task (`lab.tasks.control.ControlTask`).
+        task: a control task (`lab.tasks.cartpole.ControlTask`).
         net: the actor-critic (`MODELS.build("actor_critic", task.spec, cfg)`).
         steps: updates; each consumes rollout x task.cfg.n_envs environment steps.
         lr: Adam learning rate.
@@ -81,9 +44,9 @@ def train_a2c(task, net: nn.Module, steps: int = 300, lr: float = 1e-3, rollout:
         ends the list.
 
     Example:
-        >>> from lab.data import DATASETS; from lab.models import MODELS
+        >>> from lab.tasks import TASKS; from lab.models import MODELS
         >>> from lab.config import DataConfig, ModelConfig
-        >>> task = DATASETS.build("cartpole", DataConfig(name="cartpole", batch_size=16))
+        >>> task = TASKS.build("cartpole", DataConfig(name="cartpole", batch_size=16))
         >>> net = MODELS.build("actor_critic", task.spec, ModelConfig(name="actor_critic"))
         >>> history = train_a2c(task, net, steps=300)
     """

@@ -1,6 +1,6 @@
 """A3C and A2C on the cluster: tuned run configs for the actor-critic (chapter 10, intelligent agents).
 
-Nothing new runs here: the "cartpole" task (`lab.tasks.control`) makes every worker collect its
+Nothing new runs here: the "cartpole" task (`lab.tasks.cartpole`) makes every worker collect its
 own rollouts with the current model, so the lab's ordinary strategies become the classic agents.
 `sync` averages the workers' gradients every step (A2C: one big synchronous batch of
 experience); `async` pushes each worker's gradient to a parameter server without waiting

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import check
-from .env import DEFAULT_ENV, evaluate_policy, greedy_policy, make_env
+from ..envs import DEFAULT_ENV, evaluate_policy, greedy_policy, make_env
 
 
 @dataclass

@@ -37,7 +37,8 @@ from typing import Any, List, Protocol, Sequence, Tuple
 
 import torch
 
-from ..config import CompressionConfig
+from ..knobs import defaults
+from . import Common
 
 Payload = List[torch.Tensor]
 
@@ -60,17 +61,41 @@ class Memory(Protocol):
     def update(self, tensor: torch.Tensor, name: str, compressor: Compressor, payload: Payload, ctx: Any) -> None:
         """Remember what this compression dropped: tensor - decompress(payload, ctx)."""
 
+    def on_switch(self, mode: str) -> None:
+        """The compressor changed: "keep", "reset" or "flush" the residuals (CompressionConfig.on_switch)."""
+
+    def take_flush(self, name: str) -> bool:
+        """True once per flushed name: its next exchange then goes uncompressed."""
+
+    def state_dict(self) -> dict:
+        """The residuals as CPU tensors (for a checkpoint)."""
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore `state_dict`'s output."""
+
 
 class Base:
     """Shared by the compressors: keeps the config (defaults when none is given)."""
     allreduce = False
     error_feedback = False
+    identity = False   # True only for `none`: gradients travel as they are
+    shape_ctx = True
 
-    def __init__(self, cfg: CompressionConfig = None):
-        self.cfg = cfg if cfg is not None else CompressionConfig()
+    Options = None  # a dataclass of the compressor's own knobs (lab.knobs), joined into CompressionConfig
+
+    def __init__(self, cfg=None):
+        # cfg: the run's lab.config.CompressionConfig; without one, the declared defaults
+        self.cfg = cfg if cfg is not None else defaults(Common, type(self).Options, name=getattr(self, "name", ""))
 
     def payload_bytes(self, shape: Sequence[int], itemsize: int = 4) -> int:
         return numel(shape) * itemsize
+
+    def state_dict(self) -> dict:
+        """Per-name state to checkpoint (e.g. PowerSGD's warm start); {} for stateless compressors."""
+        return {}
+
+    def load_state_dict(self, d: dict) -> None:
+        pass
 
     def __repr__(self):
         return f"{type(self).__name__}({self.cfg})"

@@ -34,6 +34,12 @@ class NoMemory:
     def take_flush(self, name) -> bool:
         return False
 
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, d: dict) -> None:
+        pass
+
 
 class Residual:
     """Error-feedback memory keyed by name (a parameter or a bucket such as "bucket0")."""
@@ -44,7 +50,7 @@ class Residual:
 
     def compensate(self, tensor, name):
         r = self.residuals.get(name)
-        return tensor if r is None else tensor + r
+        return tensor if r is None else tensor + r.to(tensor.device)  # loaded residuals are on CPU
 
     def update(self, tensor, name, compressor, payload, ctx):
         self.residuals[name] = tensor - compressor.decompress(payload, ctx)
@@ -66,6 +72,14 @@ class Residual:
             return False
         self.flushing.discard(name)
         return True
+
+    def state_dict(self) -> dict:
+        return {"residuals": {k: v.detach().cpu().clone() for k, v in self.residuals.items()},
+                "flushing": sorted(self.flushing)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.residuals = {k: v.clone() for k, v in d.get("residuals", {}).items()}
+        self.flushing = set(d.get("flushing", ()))
 
 
 def build_memory(cfg, compressor):

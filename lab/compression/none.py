@@ -1,13 +1,12 @@
 """`none`: the identity compressor; with it, a compressed exchange equals plain all-reduce."""
 from . import compressor
+from .base import Base
 
 
 @compressor("none")
-class NoCompression:
+class NoCompression(Base):
     allreduce = True
-
-    def __init__(self, cfg=None):
-        self.cfg = cfg
+    identity = True  # strategies skip compression machinery altogether (plain buckets, no codec)
 
     def compress(self, tensor, name):
         return [tensor], None

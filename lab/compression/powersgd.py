@@ -16,6 +16,9 @@ import zlib
 
 import torch
 
+from dataclasses import dataclass
+
+from ..knobs import knob
 from . import compressor
 from .base import Base, numel
 
@@ -45,6 +48,10 @@ def matrix_shape(shape, fold: bool = False) -> tuple:
 @compressor("powersgd")
 class PowerSGD(Base):
     allreduce = True  # through its own `reduce` hook: two all-reduces per tensor
+
+    @dataclass
+    class Options:
+        rank: int = knob(2, "rank r of the low-rank approximation", range=(1, None), live=True, ui=(1, 16))
 
     def __init__(self, cfg=None):
         super().__init__(cfg)
@@ -77,12 +84,18 @@ class PowerSGD(Base):
         if q is None or q.shape != (cols, r):  # the same seed on every worker: a shared first projection
             gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
             q = torch.randn(cols, r, generator=gen, dtype=m.dtype).to(m.device)
-        q = orthogonalize(q.clone())
+        q = orthogonalize(q.to(m.device).clone())  # a Q loaded from a checkpoint is on CPU
         p = all_reduce(m @ q)  # summed, not averaged: P is orthogonalised next, so scale is moot
         orthogonalize(p)
         q = all_reduce(m.t() @ p).div_(world)
         self.q[name] = q
         return [p, q], ctx
+
+    def state_dict(self) -> dict:
+        return {"q": {k: v.detach().cpu().clone() for k, v in self.q.items()}}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.q = {k: v.clone() for k, v in d.get("q", {}).items()}
 
     def decompress(self, payload, ctx):
         if len(payload) == 1:

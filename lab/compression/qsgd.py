@@ -7,6 +7,9 @@ E[decompress(compress(x))] = x. The payload is the norm plus one small integer p
 """
 import torch
 
+from dataclasses import dataclass
+
+from ..knobs import knob
 from . import compressor
 from .base import Base, int_dtype, numel
 
@@ -14,6 +17,10 @@ from .base import Base, int_dtype, numel
 @compressor("qsgd")
 class QSGD(Base):
     allreduce = False
+
+    @dataclass
+    class Options:
+        levels: int = knob(16, "quantisation levels s", range=(1, None), live=True, ui=(1, 256))
 
     def compress(self, tensor, name):
         s = self.cfg.levels

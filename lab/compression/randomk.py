@@ -5,7 +5,7 @@ been compressed (the step), so every worker draws the same indices without sendi
 the values can be summed by a plain all-reduce. Kept values are scaled by numel / k, which makes
 the compressor unbiased: E[decompress(compress(x))] = x. With error feedback they are *not*
 scaled: the residual already carries what was left out, and scaling would make it x - (n/k) x,
-a memory that grows without bound (the run diverged at 1%; see BENCHMARKS.md).
+a memory that grows without bound (the run diverges).
 """
 import zlib
 
@@ -13,12 +13,14 @@ import torch
 
 from . import compressor
 from .base import Base, numel
+from .topk import TopK
 
 
 @compressor("randomk")
 class RandomK(Base):
     shape_ctx = False  # ctx holds indices re-drawn from a seed all-reduce peers share: no server can decode
     allreduce = True
+    Options = TopK.Options  # the same `ratio` knob
 
     def __init__(self, cfg=None):
         super().__init__(cfg)
@@ -36,6 +38,12 @@ class RandomK(Base):
         flat = tensor.reshape(-1)
         idx = torch.randperm(flat.numel(), generator=gen)[: self.k(flat.numel())].to(flat.device)
         return [flat[idx]], (idx, tensor.shape)
+
+    def state_dict(self) -> dict:
+        return {"steps": dict(self.steps)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.steps = dict(d.get("steps", {}))
 
     def decompress(self, payload, ctx):
         idx, shape = ctx

@@ -8,6 +8,9 @@ version with error feedback.
 """
 import torch
 
+from dataclasses import dataclass
+
+from ..knobs import knob
 from . import compressor
 from .base import Base, average, numel
 
@@ -29,10 +32,13 @@ def unpack_bits(packed: torch.Tensor, n: int) -> torch.Tensor:
 class SignSGD(Base):
     allreduce = False  # workers' scales differ, and bits cannot be summed
 
+    @dataclass
+    class Options:
+        majority_vote: bool = knob(False, "combine workers' signs by majority vote instead of the mean", live=True)
+
     def __init__(self, cfg=None, majority_vote=None):
         super().__init__(cfg)
-        # read from the config when it grows a `majority_vote` knob; False until then
-        self.majority_vote = getattr(self.cfg, "majority_vote", False) if majority_vote is None else majority_vote
+        self.majority_vote = self.cfg.majority_vote if majority_vote is None else majority_vote
 
     def compress(self, tensor, name):
         flat = tensor.reshape(-1)

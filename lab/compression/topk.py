@@ -8,6 +8,9 @@ with error feedback. Workers keep different indices, so payloads are all-gathere
 """
 import torch
 
+from dataclasses import dataclass
+
+from ..knobs import knob
 from . import compressor
 from .base import Base, numel
 
@@ -15,6 +18,11 @@ from .base import Base, numel
 @compressor("topk")
 class TopK(Base):
     allreduce = False
+
+    @dataclass
+    class Options:
+        ratio: float = knob(0.01, "share of entries kept: k = ratio * numel", range="(0, 1]", live=True,
+                            widget="log", ui=(1e-3, 1))
 
     def k(self, n: int) -> int:
         return max(1, min(n, int(self.cfg.ratio * n)))

@@ -21,7 +21,8 @@ class WireCodec:
     """Encode (error feedback + compress + pack) and decode (unpack + decompress) one flat gradient.
 
     Args:
-        compressor: a Compressor (lab.compression.base); `memory`: its error-feedback memory.
+        compressor: a Compressor (lab.compression.base); `memory`: its error-feedback memory
+            (both the worker's: `Compression.wire` in lab.compression.owner makes the codec).
         like: a tensor shaped and typed as the gradients to send.
         strategy: the strategy's name, for the error message.
     """
@@ -56,15 +57,3 @@ class WireCodec:
     def empty(self, device=None) -> torch.Tensor:
         return torch.empty(self.nbytes, dtype=torch.uint8, device=device)
 
-
-def codec_for(cfg, ctx, like: torch.Tensor, strategy: str):
-    """A WireCodec for the run's compressor, or None for `none` (gradients travel as they are)."""
-    from . import COMPRESSORS
-    from .memory import build_memory
-    cc = cfg.compression
-    if cc.name == "none":
-        return None
-    compressor = COMPRESSORS.build(cc.name, cc)
-    if getattr(ctx, "memory", None) is None:
-        ctx.memory = build_memory(cc, compressor)
-    return WireCodec(compressor, ctx.memory, like, strategy)

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, LabError
-from . import dataset
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
@@ -94,14 +93,6 @@ def load_cifar10(path):
     t = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)  # noqa: E731
     return (t(np.concatenate([p[0] for p in parts])), torch.from_numpy(np.concatenate([p[1] for p in parts])),
             t(xte), torch.from_numpy(yte), names)
-
-
-@dataset("cifar10", kind="classification")
-def cifar10_task(cfg, dtype=torch.float32):
-    from ..tasks.classification import ClassificationTask
-    xtr, ytr, xte, yte, names = load_cifar10(cfg.path)
-    task = ClassificationTask(xtr, ytr, xte, yte, shard=cfg.shard, alpha=cfg.alpha, seed=cfg.seed, classes=names)
-    return task.to("cpu", dtype)
 
 
 def download(dest: str = "~/data") -> str:

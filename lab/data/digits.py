@@ -4,8 +4,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import dataset
-
 
 def load_digits_arrays(test_fraction: float = 0.2, seed: int = 0):
     """(x_train, y_train, x_test, y_test) as tensors, pixels scaled to [0, 1], shape (N, 1, 8, 8).
@@ -19,11 +17,3 @@ def load_digits_arrays(test_fraction: float = 0.2, seed: int = 0):
     xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=test_fraction, random_state=seed, stratify=d.target)
     t = torch.from_numpy
     return t(xtr), t(ytr).long(), t(xte), t(yte).long()
-
-
-@dataset("digits", kind="classification")
-def digits_task(cfg, dtype=torch.float32):
-    from ..tasks.classification import ClassificationTask
-    xtr, ytr, xte, yte = load_digits_arrays(cfg.test_fraction, cfg.seed)
-    task = ClassificationTask(xtr, ytr, xte, yte, shard=cfg.shard, alpha=cfg.alpha, seed=cfg.seed)
-    return task.to("cpu", dtype)

@@ -12,7 +12,6 @@ from typing import Dict, List, Optional
 import torch
 
 from ..errors import ConfigError
-from . import dataset
 
 
 def default_text() -> str:
@@ -69,10 +68,3 @@ class CharVocab:
 
     def decode(self, ids) -> str:
         return "".join(self.itos[int(i)] for i in ids)
-
-
-@dataset("text", kind="language")
-def text_task(cfg, dtype=torch.float32):
-    """DataConfig -> LanguageTask over `cfg.path` (or Python's help text); `dtype` is unused (ids)."""
-    from ..tasks.language import LanguageTask
-    return LanguageTask(load_text(cfg.path), seq_len=cfg.seq_len, test_fraction=cfg.test_fraction, seed=cfg.seed)

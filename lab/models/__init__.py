@@ -18,4 +18,4 @@ def model(name: str, kinds=("classification",)):
 
 from . import cnn  # noqa: E402,F401
 from . import mlp, rnn  # noqa: E402,F401  (registers "mlp", "lstm" and "gru")
-from ..agents import actor_critic  # noqa: E402,F401  (registers "actor_critic", chapter 10)
+from . import actor_critic  # noqa: E402,F401  (registers "actor_critic", chapter 10)

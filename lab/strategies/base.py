@@ -7,14 +7,24 @@ data, models' structure, records or the notebook.
 
 Lifecycle (all workers call each method at the same step, so they may use collectives):
     attach(model, optimizer)  when the strategy starts or is switched to mid-run
+    load_state_dict(d)        on resume only, right after attach, before the first step
     step(step) -> StepInfo    once per training step
+    state_dict() -> dict      this worker's strategy state, at checkpoints (each rank its own piece)
     detach()                  when the run ends or switches away: afterwards every worker must hold
                               the same parameters and optimizer state, so any strategy can follow
+
+What a strategy declares (class attributes, read instead of comparing names):
+    kind           "gradients" (exchanges gradients: sync), "server" (gradients go to a parameter
+                   server: ps, async, ssp), "parameters" (exchanges parameters: local)
+    equals_sync    the option values under which it equals `sync` step for step (plain SGD,
+                   float64), e.g. {"period": 1}; {} when always; None when never
+    deterministic  the same seeds give the same result (False where thread timing decides)
+    traffic(rank, world, param_bytes)  the bytes it sends and receives per step uncompressed
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -39,12 +49,32 @@ class WorkerContext:
     group: Any = None                     # the process group
     run_id: str = ""
     slowdown: float = 1.0                 # this worker's current slow-down factor
-    memory: Any = None                    # compression residuals (error feedback), kept across switches
+    compression: Any = None               # lab.compression.owner.Compression: compressor + residuals, made by the trainer
+    abort_reason: Optional[Callable[[], Optional[str]]] = None  # set by lab.worker: why the run was aborted
+    cache: Dict[str, Any] = field(default_factory=dict)  # what outlives one strategy: store clients, attach counts
+
+    def aborted(self) -> Optional[str]:
+        """Why the run was aborted (a worker died or failed), or None while it goes on."""
+        return self.abort_reason() if self.abort_reason is not None else None
+
+    def fresh_comm(self):
+        """A new Comm on the same group and link, with its own ledger (e.g. for a server thread)."""
+        return self.comm.fresh()
+
+
+KINDS = ("gradients", "server", "parameters")
 
 
 class Strategy:
     """Base class; subclasses register with `@strategy("name")` in `lab.strategies`."""
     name = "base"
+    kind: ClassVar[str] = ""                   # one of KINDS
+    equals_sync: ClassVar[Optional[dict]] = None
+    deterministic: ClassVar[bool] = True
+
+    @dataclass
+    class Options:
+        """The strategy's own knobs (none here; subclasses declare theirs)."""
 
     def __init__(self, cfg, ctx: WorkerContext):
         self.cfg, self.ctx = cfg, ctx
@@ -65,6 +95,19 @@ class Strategy:
         bytes while it drained the other workers' last pushes). Called after `detach`; the
         trainer puts them in the next record, or in the run's `after_last_step` at the end."""
         return {}
+
+    def state_dict(self) -> dict:
+        """This worker's strategy state beyond its model and optimizer (a server's, counters),
+        as CPU tensors and plain values; {} when there is none. Called after a step."""
+        return {}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore what `state_dict` returned on this rank (on resume, after `attach`, before any step)."""
+
+    def traffic(self, rank: int, world: int, param_bytes: int, itemsize: int = 4) -> Optional[Tuple[float, float]]:
+        """(bytes sent, bytes received) per step by `rank` with no compressor, for parameters of
+        `param_bytes` bytes in elements of `itemsize` bytes; None where it varies from step to step."""
+        return None
 
     def params(self):
         return [p for p in self.model.parameters() if p.requires_grad]

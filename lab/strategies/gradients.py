@@ -3,13 +3,14 @@
 Without compression the gradients travel in flat buckets (few large all-reduces, as DDP does),
 and the first bucket carries one spare slot per worker holding the moment that worker arrived
 at the all-reduce: afterwards every worker knows who came last, so the time it spent blocked
-waiting for the slowest is split from communication without an extra barrier (which cost 25%
-of the throughput of a small model on CPU: see BENCHMARKS.md). Compressed exchanges make
+waiting for the slowest is split from communication without an extra barrier (a barrier per step
+is one more round trip every step). Compressed exchanges make
 several collectives of different shapes, so there a barrier separates waiting first.
 With a compressor (chapter 07) they go through `lab.compression.exchange.exchange`, per layer
 (`scope="layer"`: each parameter's gradient under its own name, so top-k and PowerSGD see the
 layer's shape) or as one flat tensor per bucket (`scope="global"`). Error-feedback residuals
-live in the worker's memory (`ctx.memory`), which outlives strategy and compressor switches.
+live in the worker's compression owner (`ctx.compression`, lab.compression.owner), which
+outlives strategy and compressor switches.
 """
 from __future__ import annotations
 
@@ -18,9 +19,6 @@ import time
 import torch
 import torch.distributed as dist
 
-from ..compression import COMPRESSORS
-from ..compression.exchange import exchange
-from ..compression.memory import build_memory
 from .buckets import Buckets
 
 
@@ -29,12 +27,10 @@ class GradientAverager:
 
     def __init__(self, params, cfg, ctx):
         self.params, self.cfg, self.ctx = list(params), cfg, ctx
-        cc = cfg.compression
-        self.compressor = COMPRESSORS.build(cc.name, cc)
-        if getattr(ctx, "memory", None) is None:
-            ctx.memory = build_memory(cc, self.compressor)
-        self.per_layer = cc.name != "none" and cc.scope == "layer"
-        self.timed = cc.name == "none" and ctx.world > 1  # arrival times ride in the first bucket
+        self.compression = ctx.compression  # the worker's compressor + memory (made by the trainer)
+        identity = self.compression.identity
+        self.per_layer = not identity and cfg.compression.scope == "layer"
+        self.timed = identity and ctx.world > 1  # arrival times ride in the first bucket
         self.buckets = None if self.per_layer else Buckets(self.params, cfg.bucket_mb, ctx.world if self.timed else 0)
         if self.timed:  # a clock origin shared by all workers, so arrivals compare (same host: exact)
             origin = torch.tensor([time.time()], dtype=torch.float64)
@@ -42,19 +38,19 @@ class GradientAverager:
             self.origin = origin.item()
 
     def average(self) -> None:
-        comm, memory = self.ctx.comm, self.ctx.memory
+        comm, compression = self.ctx.comm, self.compression
         if not self.timed:
             comm.barrier()  # time spent here is waiting for the slowest worker, not communication
         if self.per_layer:
             for i, p in enumerate(self.params):
-                p.grad.copy_(exchange(p.grad.detach().clone(), f"p{i}", self.compressor, memory, comm))
+                p.grad.copy_(compression.exchange(p.grad.detach().clone(), f"p{i}", comm))
             return
         flats = self.buckets.gather_grads()
         if self.timed:
             self.buckets.extra.zero_()[self.ctx.rank] = time.time() - self.origin
             busy = comm.ledger.comm_s
         for name, flat in zip(self.buckets.names, flats):
-            flat.copy_(exchange(flat, name, self.compressor, memory, comm))
+            flat.copy_(compression.exchange(flat, name, comm))
         if self.timed:
             self._split_waiting(comm.ledger.comm_s - busy)
         self.buckets.scatter_grads()

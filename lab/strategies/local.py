@@ -13,14 +13,24 @@ every worker leaves with the same state.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..knobs import knob
 from . import strategy
 from .base import StepInfo, Strategy
-from .ps import average, optimizer_buffers
+from .averaging import average, optimizer_buffers
 
 
 @strategy("local")
 class LocalSGD(Strategy):
     """H local optimizer steps, then parameters (optionally optimizer state) averaged by all-reduce."""
+    kind = "parameters"
+    equals_sync = {"period": 1}
+
+    @dataclass
+    class Options:
+        period: int = knob(8, "local steps between averagings (H)", range=(1, None), live=True, ui=(1, 64))
+        average_optimizer: bool = knob(False, "also average the optimizer state at each averaging", live=True)
 
     def attach(self, model, optimizer):
         super().attach(model, optimizer)
@@ -36,6 +46,20 @@ class LocalSGD(Strategy):
         if averaged:
             self._average(self.cfg.average_optimizer)
         return StepInfo(staleness=drift, extra={"averaged": averaged})
+
+    def state_dict(self) -> dict:
+        return {"local": self.local, "state_synced": self.state_synced}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.local = int(d.get("local", 0))
+        self.state_synced = bool(d.get("state_synced", True))
+
+    def traffic(self, rank, world, param_bytes, itemsize=4):
+        """2 (n-1)/n B every `period` steps, nothing in between: it varies (None), except H = 1."""
+        if self.cfg.period == 1 and not self.cfg.average_optimizer:
+            b = 2 * (world - 1) / world * param_bytes
+            return b, b
+        return None
 
     def _average(self, optimizer_too: bool, params_too: bool = True) -> None:
         comm = self.ctx.comm

@@ -19,16 +19,27 @@ updates, which is `sync` (exactly so with plain SGD). With a huge `s` nobody wai
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..knobs import knob
 from . import strategy
-from .async_ps import AsyncPS, wait_keys
+from .async_ps import AsyncPS
 from .base import StepInfo
+from .signals import wait_keys
 
 
 @strategy("ssp")
 class SSP(AsyncPS):
     """Asynchronous parameter server whose fastest worker runs at most `cfg.staleness` steps ahead."""
+    equals_sync = {"staleness": 0}
+    deterministic = False  # with s > 0 thread timing decides who reads what
 
-    def _gate(self, kind: str, clock: int) -> None:
+    @dataclass
+    class Options:
+        staleness: int = knob(2, "steps a worker may run ahead of the slowest (s)", range=(0, None), live=True,
+                              ui=(0, 32))
+
+    def gate(self, kind: str, clock: int) -> None:
         """Wait until every other worker has passed `clock` of `kind` ("c": pushed, "r": read)."""
         ctx = self.ctx
         keys = [f"{self.ns}/{kind}/{r}/{clock}" for r in range(ctx.world) if r != ctx.rank]
@@ -36,7 +47,8 @@ class SSP(AsyncPS):
             with ctx.comm.waiting():
                 wait_keys(self.store, keys, ctx)
 
-    def _mark(self, kind: str, clock: int) -> None:
+    def mark(self, kind: str, clock: int) -> None:
+        """Tell the others this worker passed `clock` of `kind`."""
         rank, s = self.ctx.rank, self.cfg.staleness
         self.store.set(f"{self.ns}/{kind}/{rank}/{clock}", "")
         # nobody can wait for a mark this old any more: a worker is at most s+1 pushes ahead of
@@ -45,17 +57,23 @@ class SSP(AsyncPS):
         if old >= 1 and s <= 1000:
             self.store.delete_key(f"{self.ns}/{kind}/{rank}/{old}")
 
-    def step(self, step: int) -> StepInfo:
-        s, k = self.cfg.staleness, self.steps  # k: this worker's step since attach
-        used_lag = self.next_lag                # how stale the parameters this gradient used were
-        self._gate("r", k - s)                  # everybody has read for step k - s
-        staleness_updates, lag = self._exchange(push=True)
-        self.steps = k + 1
-        self._mark("c", k + 1)
+    def before_push(self) -> None:
+        self.gate("r", self.steps - self.cfg.staleness)  # everybody has read for step k - s
+
+    def after_push(self, lag: int) -> int:
+        s, k1 = self.cfg.staleness, self.steps  # k1 = k + 1: this worker's clock after the push
+        self.mark("c", k1)
         if lag > s:  # too far ahead: wait for every clock to reach k+1-s, then read again
-            self._gate("c", k + 1 - s)
-            _, lag = self._exchange(push=False)
-        self._mark("r", k + 1)
-        self.next_lag = lag
+            self.gate("c", k1 - s)
+            _, lag = self.exchange(push=False)
+        self.mark("r", k1)
+        return lag
+
+    def traffic(self, rank, world, param_bytes, itemsize=4):
+        """As `async`, plus a second reply whenever a worker ran too far ahead: it varies (None)."""
+        return (0, 0) if rank == 0 or world == 1 else None
+
+    def step_info(self, staleness_updates: int, used_lag: int) -> StepInfo:
+        # staleness in steps: how far the parameters this gradient used lagged (never above s)
         return StepInfo(staleness=used_lag, extra={"staleness_updates": staleness_updates, "clock_lag": used_lag,
-                                                   **self._server_bytes()})
+                                                   **self.server_bytes()})

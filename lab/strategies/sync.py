@@ -7,6 +7,9 @@ each bucket travels compressed instead.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..knobs import knob
 from . import strategy
 from .base import Strategy, StepInfo
 from .gradients import GradientAverager
@@ -14,6 +17,14 @@ from .gradients import GradientAverager
 
 @strategy("sync")
 class Sync(Strategy):
+    kind = "gradients"
+    equals_sync = {}
+
+    @dataclass
+    class Options:
+        bucket_mb: float = knob(25.0, "gradient bucket size for the all-reduce, in MB", range="(0, inf)", live=True,
+                                ui=(1, 100))
+
     def attach(self, model, optimizer):
         super().attach(model, optimizer)
         self.averager = GradientAverager(self.params(), self.cfg, self.ctx)
@@ -22,3 +33,8 @@ class Sync(Strategy):
         self.averager.average()  # also splits waiting for the slowest worker from communication
         self.optimizer.step()
         return StepInfo(staleness=0)
+
+    def traffic(self, rank, world, param_bytes, itemsize=4):
+        """A ring all-reduce of the gradients plus one arrival-time slot per worker (gradients.py)."""
+        b = 2 * (world - 1) / world * (param_bytes + (world * itemsize if world > 1 else 0))
+        return b, b

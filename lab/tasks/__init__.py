@@ -3,6 +3,10 @@
 A task owns its data shard and knows how to turn the model and one batch into a loss, and how
 to evaluate the model on held-out data. The training loop (`lab.train`) knows nothing else about
 the problem, so the same strategies train CNNs, LSTMs and agents.
+
+`TASKS.build(cfg.data.name, cfg: DataConfig, dtype)` -> a Task: the data knob names a task (its
+data and its loss), and each factory carries its `kind` (classification, language, control).
+Raw data loaders live in `lab.data` and know nothing of tasks.
 """
 from __future__ import annotations
 
@@ -12,15 +16,26 @@ import torch
 from torch import nn
 
 from ..errors import check
+from ..registry import Registry
 
-KINDS = ("classification", "language", "control")
+TASK_KINDS = ("classification", "language", "control")
+
+TASKS = Registry("data")
+
+
+def task(name: str, kind: str = "classification"):
+    """Register a task factory `f(cfg: DataConfig, dtype) -> Task` under a data name."""
+    def deco(fn):
+        fn.kind = kind
+        return TASKS.register(name)(fn)
+    return deco
 
 
 class Task:
     """Protocol every task follows (subclass it).
 
     Attributes:
-        kind: one of KINDS; models declare which kinds they accept.
+        kind: one of TASK_KINDS; models declare which kinds they accept.
         unit: what `n` in `loss` counts ("samples", "tokens", "env_steps"), for throughput.
         spec: what a model needs to know to adapt (input_shape, n_classes, vocab_size, ...).
     """
@@ -44,8 +59,11 @@ class Task:
 
 def check_compatible(data: str, model: str) -> None:
     """Reject a model that cannot learn the data's task (e.g. an LSTM on images)."""
-    from ..data import DATASETS
     from ..models import MODELS
-    kind = getattr(DATASETS.get(data), "kind", "classification")
+    kind = getattr(TASKS.get(data), "kind", "classification")
     kinds = getattr(MODELS.get(model), "kinds", ("classification",))
     check(kind in kinds, "model", f"a model for {kind} data ({', '.join(n for n in MODELS.names() if kind in getattr(MODELS.get(n), 'kinds', ()))})", model)
+
+
+from . import classification, language  # noqa: E402,F401  (registers "digits", "cifar10" and "text")
+from . import cartpole  # noqa: E402,F401  (registers "cartpole", chapter 10)

@@ -7,8 +7,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.cifar import load_cifar10
+from ..data.digits import load_digits_arrays
 from ..data.shard import make_shards
-from . import Task
+from . import Task, task
 
 
 class ClassificationTask(Task):
@@ -76,3 +78,17 @@ class ClassificationTask(Task):
         out = self.predict(model)
         return {"test_acc": (out.argmax(1) == self.y_test).double().mean().item(),
                 "test_loss": F.cross_entropy(out, self.y_test).item()}
+
+
+@task("digits", kind="classification")
+def digits_task(cfg, dtype=torch.float32):
+    xtr, ytr, xte, yte = load_digits_arrays(cfg.test_fraction, cfg.seed)
+    t = ClassificationTask(xtr, ytr, xte, yte, shard=cfg.shard, alpha=cfg.alpha, seed=cfg.seed)
+    return t.to("cpu", dtype)
+
+
+@task("cifar10", kind="classification")
+def cifar10_task(cfg, dtype=torch.float32):
+    xtr, ytr, xte, yte, names = load_cifar10(cfg.path)
+    t = ClassificationTask(xtr, ytr, xte, yte, shard=cfg.shard, alpha=cfg.alpha, seed=cfg.seed, classes=names)
+    return t.to("cpu", dtype)

@@ -12,10 +12,10 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-from ..data.text import CharVocab
+from ..data.text import CharVocab, load_text
 from ..errors import check
 from ..metrics import perplexity
-from . import Task
+from . import Task, task
 
 EVAL_CHARS = 20_000  # held-out characters scored by `evaluate`: bounded cost, stable to ~1%
 
@@ -130,3 +130,9 @@ def unigram_perplexity(train_ids, test_ids, vocab_size: int) -> float:
     counts = torch.bincount(torch.as_tensor(train_ids).reshape(-1), minlength=vocab_size).double() + 1
     logp = (counts / counts.sum()).log()
     return float(math.exp(-logp[torch.as_tensor(test_ids).reshape(-1)].mean().item()))
+
+
+@task("text", kind="language")
+def text_task(cfg, dtype=torch.float32):
+    """DataConfig -> LanguageTask over `cfg.path` (or Python's help text); `dtype` is unused (ids)."""
+    return LanguageTask(load_text(cfg.path), seq_len=cfg.seq_len, test_fraction=cfg.test_fraction, seed=cfg.seed)

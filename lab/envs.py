@@ -1,4 +1,4 @@
-"""Environments and the agent loop (chapter 10, intelligent agents).
+"""Environments and the agent loop (chapter 10, intelligent agents; `lab.agents` re-exports them).
 
 An agent repeats four things until the episode ends: it *perceives* (reads the observation),
 *decides* (its policy maps the observation to an action), *acts* (`env.step`) and *evaluates*
@@ -12,7 +12,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from ..errors import check
+from .errors import check
 
 DEFAULT_ENV = "CartPole-v1"   # embedded in gymnasium: no download, solved in about a minute on a CPU
 

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..agents.env import DEFAULT_ENV, make_env, run_episode
-from ..data import dataset
+from ..envs import DEFAULT_ENV, make_env, run_episode
 from ..errors import check
-from . import Task
+from . import Task, task
 
 
 
@@ -156,7 +155,7 @@ class ControlTask(Task):
         return self
 
 
-@dataset("cartpole", kind="control")
+@task("cartpole", kind="control")
 def cartpole_task(cfg, dtype=torch.float32):
     """The control task from a DataConfig (batch_size = rollout length per environment)."""
     ccfg = ControlConfig(env=cfg.env, n_envs=cfg.n_envs, seed=cfg.seed)

@@ -1,0 +1,65 @@
+"""Saved benchmark results: one JSON per bench, with where, when and from what it was measured.
+
+A full run of `python -m lab bench NAME` writes `bench-results/NAME.json` (the latest full run
+of each bench: BENCHMARKS.md is rendered from these files, `lab.bench.render`). A quick run
+never writes there: it saves only where `--out` says. Each file holds the bench's table,
+ratios, targets and raw rounds, plus the date, machine, commit, package versions and command.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench-results"   # the latest full run per bench, committed with the repo
+PACKAGES = ("torch", "numpy", "ipyparallel", "pyzmq", "gymnasium")
+
+
+def commit() -> str:
+    """The checkout's commit, with '+dirty' when tracked files differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def packages() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def provenance(command: str) -> dict:
+    """Where and when: the fields every saved result carries besides its figures."""
+    from .report import machine
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "load_average": list(os.getloadavg()), "commit": commit(), "packages": packages(),
+            "command": command}
+
+
+def save(result: dict, folder) -> Path:
+    """Write `result` as `folder/NAME.json`; returns the path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{result['name']}.json"
+    path.write_text(json.dumps(result, indent=1, default=str, allow_nan=True) + "\n")
+    return path
+
+
+def load(name: str, folder=RESULTS):
+    """The saved result of bench `name`, or None."""
+    path = Path(folder) / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None

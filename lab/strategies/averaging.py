@@ -1,0 +1,73 @@
+"""Making every worker's state identical, what `detach` promises: broadcast one worker's state, or
+average everybody's (used by `ps`, `async`, `ssp` and `local`).
+
+Both are collectives (every rank calls them) through `Comm`, so the ledger counts their bytes.
+"""
+from __future__ import annotations
+
+import io
+from typing import List
+
+import torch
+
+from .buckets import flat_params, load_flat
+
+
+def broadcast_state(comm, params: List[torch.Tensor], optimizer: torch.optim.Optimizer, src: int = 0) -> None:
+    """Give every worker `src`'s parameters and optimizer state (a collective: all ranks call it).
+
+    The optimizer state travels serialised (other workers may not even have its buffers yet,
+    e.g. a momentum buffer that only the server ever used), as bytes through `comm.broadcast`,
+    so the ledger counts them.
+    """
+    if comm.world == 1:
+        return
+    dev = params[0].device
+    flat = flat_params(params)
+    comm.broadcast(flat, src)
+    if comm.rank != src:
+        load_flat(params, flat)
+    if comm.rank == src:
+        buf = io.BytesIO()
+        torch.save(optimizer.state_dict(), buf)
+        data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8).to(dev)
+        size = torch.tensor([data.numel()], dtype=torch.int64, device=dev)
+    else:
+        size = torch.zeros(1, dtype=torch.int64, device=dev)
+    comm.broadcast(size, src)
+    if comm.rank != src:
+        data = torch.empty(int(size.item()), dtype=torch.uint8, device=dev)
+    comm.broadcast(data, src)
+    if comm.rank != src:
+        # map to CPU: load_state_dict moves each buffer next to its parameter, but keeps Adam's
+        # `step` counter where it is (on CPU unless capturable)
+        state = torch.load(io.BytesIO(data.cpu().numpy().tobytes()), map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state)
+
+
+def optimizer_buffers(optimizer: torch.optim.Optimizer) -> List[torch.Tensor]:
+    """The optimizer's floating-point state tensors (momentum, Adam moments), in a fixed order."""
+    out = []
+    for g in optimizer.param_groups:
+        for p in g["params"]:
+            st = optimizer.state.get(p, {})
+            for k in sorted(st):
+                v = st[k]
+                if k != "step" and torch.is_tensor(v) and v.is_floating_point():
+                    out.append(v)
+    return out
+
+
+def average(comm, tensors: List[torch.Tensor]) -> None:
+    """Average `tensors` over all workers in place (one ring all-reduce per dtype)."""
+    if comm.world == 1 or not tensors:
+        return
+    by_dtype = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.detach().reshape(-1) for t in group])
+        comm.note_payload(flat.numel() * flat.element_size(), flat.numel() * 4)
+        comm.all_reduce(flat)
+        flat.div_(comm.world)
+        load_flat(group, flat)

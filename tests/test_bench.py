@@ -1,0 +1,132 @@
+"""Benchmarks judge themselves, run in CI (quick), and BENCHMARKS.md is what the saved results render.
+
+Every registered bench runs here with `--quick` (a subprocess, as a user runs it): exit 0 means
+every target a quick run can keep honest (byte ratios, accuracy floors) was met; timing targets
+are in the JSON with their spread but not judged. Quick budgets are sized so all of them together
+take a few minutes on the 2-core CI machine (see `QUICK_LIMIT_S`).
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab import cli
+from lab.bench import BENCHMARKS, benchmark, load_all
+from lab.bench import results as results_mod
+from lab.bench.render import DOC, names, render
+from lab.bench.targets import Target, judge, spread
+
+load_all()
+QUICK_LIMIT_S = 600  # one quick bench; together they take a few minutes (see BENCHMARKS.md's intro)
+PROVENANCE = ("date", "machine", "commit", "packages", "command", "load_average")
+
+
+def test_a_target_is_met_missed_or_not_judged():
+    assert Target("bytes", 50.03, ">=", 50).met
+    assert not Target("bytes", 49.9, ">=", 50).met
+    assert Target("ssp", 1.2, "between", (1.0, 1.6)).met and not Target("ssp", 1.7, "between", (1.0, 1.6)).met
+    assert not Target("never reached", None, "<=", 10).met
+    assert not Target("nan", float("nan"), ">=", 0).met
+    timing = Target("speed-up", 1.2, ">=", 1.5, noisy=True, spread=spread([1.1, 1.2, 1.4]))
+    assert judge([timing], quick=True) and not judge([timing], quick=False)
+    assert "[missed]" in timing.line(quick=True) and "not judged" in timing.line(quick=True)
+    assert "[MISSED]" in timing.line(quick=False)
+    assert "median 1.2 (min 1.1, max 1.4, n=3)" in timing.line(quick=False)
+    with pytest.raises(ValueError):
+        Target("x", 1, "=>", 1)
+
+
+@pytest.fixture
+def fake_bench():
+    """Register a bench whose figures the test chooses; unregistered afterwards."""
+    made = []
+
+    def make(name, *targets):
+        benchmark(name)(lambda quick=False: {"table": [{"variant": "a", "x": 1.5}], "targets": list(targets)})
+        made.append(name)
+
+    yield make
+    for name in made:
+        BENCHMARKS._table.pop(name, None)
+
+
+def test_bench_exits_1_on_a_missed_target_and_saves_its_json(fake_bench, tmp_path, capsys):
+    fake_bench("_t_miss", Target("payload ratio", 40.0, ">=", 50), Target("timing", 0.9, ">=", 0.95, noisy=True))
+    assert cli.main(["bench", "_t_miss", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "[MISSED] payload ratio: 40 (target >= 50)" in out and "payload ratio" in err
+    saved = json.loads((tmp_path / "_t_miss.json").read_text())
+    assert saved["passed"] is False and saved["quick"] is False and all(k in saved for k in PROVENANCE)
+    assert [(t["name"], t["met"], t["judged"]) for t in saved["targets"]] == [("payload ratio", False, True),
+                                                                              ("timing", False, True)]
+
+
+def test_quick_run_reports_noisy_targets_without_failing_and_saves_nothing_by_default(fake_bench, tmp_path,
+                                                                                         monkeypatch, capsys):
+    monkeypatch.setattr(results_mod, "RESULTS", tmp_path / "results")
+    fake_bench("_t_noisy", Target("bytes", 50.03, ">=", 50), Target("timing", 0.9, ">=", 0.95, noisy=True))
+    assert cli.main(["bench", "_t_noisy", "--quick"]) == 0
+    assert "reported, not judged" in capsys.readouterr().out
+    assert not (tmp_path / "results").exists()   # a quick run never lands where the full results live
+    assert cli.main(["bench", "_t_noisy"]) == 1  # the same figures in a full run: the timing target counts
+    assert json.loads((tmp_path / "results" / "_t_noisy.json").read_text())["passed"] is False
+    assert cli.main(["bench", "_t_noisy", "--quick", "--out", str(tmp_path / "results")]) == 2  # not even asked
+
+
+def test_bench_without_a_name_is_one_line(capsys):
+    assert cli.main(["bench"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: bench NAME must be one of") and "\n" not in err
+
+
+def test_benchmarks_md_is_what_the_saved_results_render():
+    text = DOC.read_text()
+    assert render(text) == text, "BENCHMARKS.md differs from its rendering: run `python -m lab bench --report`"
+    assert sorted(names(text)) == BENCHMARKS.names(), "every bench has one block in BENCHMARKS.md, and only benches"
+
+
+def test_saved_results_are_full_runs_with_provenance():
+    for path in sorted(results_mod.RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        assert r["name"] == path.stem and r["quick"] is False, path
+        assert all(r.get(k) for k in PROVENANCE), f"{path}: missing provenance"
+        assert r["command"] == f"python -m lab bench {r['name']}"
+        assert isinstance(r["table"], list) and r["table"], path
+
+
+def test_render_marks_a_bench_without_saved_result_not_measured(tmp_path):
+    text = "x\n<!-- bench nope -->\nold figure 1.23\n<!-- /bench nope -->\ny\n"
+    out = render(text, tmp_path)
+    assert "1.23" not in out and "Not measured" in out and out.startswith("x\n") and out.endswith("y\n")
+
+
+def test_render_shows_a_saved_result_with_its_provenance_and_targets(tmp_path):
+    t = Target("payload ratio", 50.03, ">=", 50)
+    results_mod.save({"name": "b", "quick": False, "table": [{"variant": "topk", "ratio": 50.03}],
+                      "targets": [t.to_dict(quick=False)], "seconds": 12.0} | results_mod.provenance("python -m lab bench b"),
+                     tmp_path)
+    out = render("<!-- bench b -->\n<!-- /bench b -->\n", tmp_path)
+    assert "`python -m lab bench b`" in out and "| topk    | 50.03 |" in out
+    assert "- [met] payload ratio: 50.03 (target >= 50)" in out and render(out, tmp_path) == out
+
+
+@pytest.mark.parametrize("name", BENCHMARKS.names())
+def test_every_bench_quick(name, tmp_path):
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-m", "lab", "bench", name, "--quick", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=QUICK_LIMIT_S, env=os.environ)
+    took = time.time() - t0
+    print(f"bench {name} --quick: {took:.0f} s\n{out.stdout[-3000:]}")
+    assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
+    r = json.loads((tmp_path / f"{name}.json").read_text())
+    assert r["name"] == name and r["quick"] is True and r["passed"] is True
+    assert all(r.get(k) for k in PROVENANCE) and r["command"].endswith("--quick")
+    assert isinstance(r["table"], list) and r["table"] and r["targets"], "a bench declares at least one target"
+    for t in r["targets"]:
+        assert {"name", "value", "op", "threshold", "noisy", "met", "judged"} <= set(t)
+        assert t["judged"] is not t["noisy"]
+        assert t["met"] or not t["judged"]
+        assert f"{t['name']}" in out.stdout   # printed, met or missed
