@@ -28,7 +28,7 @@ from typing import List, Optional
 import torch
 import torch.distributed as dist
 
-from .config import LinkConfig
+from .link import LinkConfig
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional
 
 from . import knobs
 from .compression import COMPRESSORS, Common as CompressionCommon
+from .link import LinkConfig  # noqa: F401  (beside Comm, which charges it)
 from .errors import check
 from .knobs import knob
 from .strategies import STRATEGIES, Common as StrategyCommon
@@ -122,28 +123,6 @@ class StrategyConfig(StrategyCommon):
     def effective(self) -> str:
         """The strategy that really runs: `base` for `compressed`, else `name`."""
         return self.base if self.name == "compressed" else self.name
-
-
-@dataclass
-class LinkConfig:
-    """A *simulated* network link: each message is charged latency + bytes / bandwidth (slept)."""
-    bandwidth_mbps: Optional[float] = knob(None, "SIMULATED link bandwidth, megabits per second", range="(0, inf)",
-                                           live=True, widget="log", ui=(0.1, 10_000), note="None: no simulated link")
-    latency_ms: float = knob(0.0, "SIMULATED latency per message, ms", range=(0, 10_000), live=True, ui=(0, 200, 0.5))
-
-    def validate(self):
-        knobs.validate(self)
-
-    @property
-    def active(self) -> bool:
-        return self.bandwidth_mbps is not None or self.latency_ms > 0
-
-    def seconds(self, nbytes: int, messages: int = 1) -> float:
-        """Simulated transfer time of `nbytes` sent as `messages` messages."""
-        t = messages * self.latency_ms / 1000.0
-        if self.bandwidth_mbps is not None:
-            t += nbytes * 8 / (self.bandwidth_mbps * 1e6)
-        return t
 
 
 @dataclass

@@ -32,7 +32,6 @@ PACKAGES = ("lab", "widgets")
 KNOWN = {
     # config composes the strategies' and compressors' knobs (it imports them), so it sits above
     # them; a component takes its config as an argument or declares its own Options, never imports it.
-    ("lab.comm", "lab.config"): "Comm's default LinkConfig(): the link model belongs beside Comm",
 }
 
 
