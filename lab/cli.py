@@ -2,6 +2,7 @@
 
     python -m lab run --strategy sync --workers 2 --model cnn --data digits --steps 300
     python -m lab run --strategy sync --workers 2 --json
+    python -m lab run --from runs/<id>  # repeat a saved run; prints how far the new curve is from the old
     python -m lab compare --strategies sync,async,local --workers 2 --steps 200 --report cmp.html
     python -m lab bench sync-vs-ddp
     python -m lab runs
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from typing import List, Optional
@@ -32,7 +34,8 @@ def _help(e) -> str:
 
 
 def _add_run_args(p: argparse.ArgumentParser, multi: bool = False):
-    p.add_argument("--workers", type=int, default=2, help="number of workers (engines)")
+    p.add_argument("--workers", type=int, default=None, help="number of workers (engines; default 2, or the "
+                   "original's with --from)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--report", type=str, default="", help="write an HTML report here")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before giving up on a run")
@@ -48,8 +51,9 @@ def _add_run_args(p: argparse.ArgumentParser, multi: bool = False):
                                    help=_help(e))
 
 
-def config_from_args(a) -> RunConfig:
-    cfg = RunConfig()
+def config_from_args(a, base: Optional[RunConfig] = None) -> RunConfig:
+    """`base` (default: the defaults) with every knob flag given on the command line applied."""
+    cfg = RunConfig() if base is None else RunConfig.from_dict(base.to_dict())
     for _, e in knob_flags():
         v = getattr(a, "knob:" + e.path, None)
         if v is not None:
@@ -93,15 +97,46 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _workers(a, default: int = 2) -> int:
+    return default if a.workers is None else a.workers
+
+
+def load_original(a):
+    """The saved run `--from` names: a run directory, or a run id under --runs-dir (default runs/)."""
+    from pathlib import Path
+    from .errors import ConfigError
+    from .runs import load_run
+    path = Path(a.from_run)
+    if not path.is_dir():
+        path = Path(getattr(a, "knob:runs_dir", None) or "runs") / a.from_run
+    try:
+        return load_run(path)
+    except ConfigError:
+        raise ConfigError("--from", "a saved run directory (runs/<id>, holding config.json) or its id under "
+                          "--runs-dir", a.from_run) from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError("--from", f"a readable saved run ({type(e).__name__} reading {path})", a.from_run) from None
+
+
 def cmd_run(a) -> int:
     from .cluster import Cluster
     from .runs import Run
-    cfg = config_from_args(a)
-    cfg.validate(workers=a.workers)
-    with Cluster.start(workers=a.workers, cluster_id=f"cli-{int(time.time() * 1000) % 10**9}", reuse=False) as cluster:
-        run = Run.start(cluster, cfg)
+    original = load_original(a) if a.from_run else None
+    cfg = config_from_args(a, original.cfg if original else None)
+    workers = _workers(a, original.workers if original else 2)
+    cfg.validate(workers=workers)
+    meta = {"repeat_of": original.id, "repeat_of_path": str(original.path)} if original else None
+    with Cluster.start(workers=workers, cluster_id=f"cli-{int(time.time() * 1000) % 10**9}", reuse=False) as cluster:
+        run = Run.start(cluster, cfg, command=a.command, meta=meta)
         run.wait(timeout=a.timeout)
-    return _emit([run], a)
+    if original is None:
+        return _emit([run], a)
+    from .compare import curve_distance, format_distance
+    d = curve_distance(original, run)
+    run.meta["repeat_distance"] = d
+    run._save_meta()
+    return _emit([run], a, extra={"repeat_of": original.id, "distance": d},
+                 note=f"repeat of {original.id}: {format_distance(d)}")
 
 
 def cmd_compare(a) -> int:
@@ -111,16 +146,17 @@ def cmd_compare(a) -> int:
     names = [s.strip() for s in a.strategies.split(",") if s.strip()]
     cfgs = [base.replace(**{"strategy.name": n, "name": n}) for n in names]
     for c in cfgs:
-        c.validate(workers=a.workers)
+        c.validate(workers=_workers(a))
     runs = []
-    with Cluster.start(workers=a.workers, cluster_id=f"cli-{int(time.time() * 1000) % 10**9}", reuse=False) as cluster:
+    with Cluster.start(workers=_workers(a), cluster_id=f"cli-{int(time.time() * 1000) % 10**9}", reuse=False) as cluster:
         for c in cfgs:
-            runs.append(Run.start(cluster, c).wait(timeout=a.timeout))
+            runs.append(Run.start(cluster, c, command=a.command).wait(timeout=a.timeout))
     return _emit(runs, a)
 
 
-def _emit(runs, a) -> int:
+def _emit(runs, a, extra: Optional[dict] = None, note: str = "") -> int:
     summaries = [r.summary() for r in runs]
+    summaries[0].update(extra or {})
     if a.report:
         from .compare import to_html
         to_html(runs, a.report, title="python -m lab " + a.cmd)
@@ -133,6 +169,8 @@ def _emit(runs, a) -> int:
             from .bench.report import format_table
             from .compare import table
             print(format_table(table(runs)))
+        if note:
+            print(note)
         print(f"saved under {runs[0].path.parent}/" + (f"; report {a.report}" if a.report else ""))
     return 0
 
@@ -201,6 +239,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="train one configuration on a fresh local cluster")
     _add_run_args(p)
+    p.add_argument("--from", dest="from_run", default="", metavar="RUN",
+                   help="repeat a saved run (runs/<id>, or its id under --runs-dir) with its config and worker "
+                        "count (other flags override), then print how far the new curve is from the old")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("compare", help="train several strategies one after another and compare")
     p.add_argument("--strategies", type=str, default="sync,async", help="comma-separated strategy names")
@@ -229,6 +270,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--work", default="", help="the work folder (default: work/ in the project)")
     p.set_defaults(fn=cmd_chapters)
     a = ap.parse_args(argv)
+    a.command = "python -m lab " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         return a.fn(a)
     except LabError as e:

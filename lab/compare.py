@@ -89,6 +89,59 @@ def per_step(run, key: str = "loss") -> dict:
     return out
 
 
+def curve_distance(a, b, key: str = "loss", rank: int = 0) -> dict:
+    """How far run `b`'s curve is from run `a`'s (`python -m lab run --from` repeats a run and reports this).
+
+    `a` and `b` are runs (anything with `.records`) or lists of records. Over the steps where worker
+    `rank` recorded `key` in both: `max_abs` and `mean_abs`, the largest and mean absolute difference;
+    `only_a` / `only_b` count the steps one has and the other lacks. The final held-out metric (the
+    first of `lab.records.held_out()` either carries) of each and `final_diff`, their absolute
+    difference (None when one lacks it).
+    `exact` is True when the steps are the same, every value is identical and so is the final metric.
+    """
+    ra, rb = (list(getattr(x, "records", x)) for x in (a, b))
+
+    def curve(rows):
+        return {r["step"]: r[key] for r in sorted(rows, key=lambda r: (r["step"], r["rank"]))
+                if r["rank"] == rank and r.get(key) is not None}
+
+    def final(rows, metric):
+        vals = [r[metric] for r in sorted(rows, key=lambda r: (r["step"], r["rank"])) if r.get(metric) is not None]
+        return vals[-1] if vals else None
+
+    def diff(x, y):
+        return 0.0 if x == y or (x != x and y != y) else abs(x - y)  # NaN == NaN here: the same divergence
+
+    ca, cb = curve(ra), curve(rb)
+    common = sorted(set(ca) & set(cb))
+    d = [diff(ca[s], cb[s]) for s in common]
+    metric = next((k for k in records.held_out() if final(ra, k) is not None or final(rb, k) is not None), None)
+    fa, fb = (final(ra, metric), final(rb, metric)) if metric else (None, None)
+    out = {"key": key, "rank": rank, "steps": len(common), "only_a": len(set(ca) - set(cb)),
+           "only_b": len(set(cb) - set(ca)), "max_abs": max(d) if d else None,
+           "mean_abs": sum(d) / len(d) if d else None, "metric": metric, "final_a": fa, "final_b": fb,
+           "final_diff": diff(fa, fb) if fa is not None and fb is not None else None}
+    out["exact"] = bool(common) and not out["only_a"] and not out["only_b"] and out["max_abs"] == 0 \
+        and (metric is None or out["final_diff"] == 0)
+    return out
+
+
+def format_distance(d: dict) -> str:
+    """One line: 'exact repeat: ...' or 'differs: ...' with the figures of `curve_distance`."""
+    if not d["steps"]:
+        return f"no common steps with {d['key']} on worker {d['rank']} to compare"
+    head = "exact repeat" if d["exact"] else "differs"
+    line = (f"{head}: {d['key']} on worker {d['rank']} over {d['steps']} common steps: max |diff| {d['max_abs']:.3g}, "
+            f"mean |diff| {d['mean_abs']:.3g}")
+    if d["only_a"] or d["only_b"]:
+        line += f"; steps only in the original {d['only_a']}, only in the repeat {d['only_b']}"
+    if d["final_diff"] is not None:
+        line += f"; final {d['metric']} {d['final_a']:.4f} -> {d['final_b']:.4f} (|diff| {d['final_diff']:.3g})"
+    elif d["metric"]:
+        line += f"; final {d['metric']} only in the {'original' if d['final_a'] is not None else 'repeat'}"
+    return line
+
+
 def smooth(values: Sequence[float], weight: float) -> List[float]:
     """Debiased exponential moving average (TensorBoard's smoothing); weight 0 = raw."""
     if weight <= 0 or not values:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from . import checkpoints, records
+from . import checkpoints, provenance, records
 from .config import RunConfig, set_path
 from .errors import WorkerError
 from .remote import call as _call
@@ -129,18 +129,24 @@ class Run(RunData):
 
     # -- starting -------------------------------------------------------------------------------
     @classmethod
-    def start(cls, cluster, cfg: RunConfig, resume: Optional[dict] = None) -> "Run":
+    def start(cls, cluster, cfg: RunConfig, resume: Optional[dict] = None, command: Optional[str] = None,
+              meta: Optional[dict] = None) -> "Run":
         """Validate `cfg`, save it under `runs/<id>/`, and start every worker's training thread.
 
         `resume` is a checkpoint dict (see `Run.resume_from`): each worker continues from its own
         piece (weights, optimizer, strategy and compression state, step; rank 0's piece for a
         checkpoint of another worker count or an older single-piece one, `lab.checkpoints.piece`).
+        `meta.json` records where the run came from (`provenance`: commit, package versions,
+        machine, seeds and `command`, the command line that started it, if any) plus `meta`'s items
+        (e.g. `repeat_of`), so `python -m lab run --from runs/<id>` can repeat it.
         """
         cfg.validate(workers=cluster.workers)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy.name}-{uuid.uuid4().hex[:6]}"
         path = Path(cfg.runs_dir) / run_id
         path.mkdir(parents=True, exist_ok=True)
         self = cls(cluster, run_id, cfg, path)
+        self.meta["provenance"] = provenance.gather(command) | {"seeds": seeds(cfg, cluster.workers)}
+        self.meta.update(meta or {})
         _write_json(path / "config.json", cfg.to_dict())
         self._save_meta()
         if resume is not None:
@@ -396,6 +402,14 @@ class Run(RunData):
         tmp = self.path / "checkpoint.pt.tmp"
         torch.save(ck, tmp)
         os.replace(tmp, self.path / "checkpoint.pt")  # atomic: a crash never leaves half a file
+
+
+def seeds(cfg: RunConfig, workers: int) -> dict:
+    """The seeds a run of `cfg` on `workers` workers trains with: `data.seed` (initial weights, shards,
+    batch order) and each worker's torch seed the trainer derives from it (`lab.train.worker_seed`)."""
+    from .train import worker_seed
+    return {"data.seed": cfg.data.seed,
+            "workers": {str(r): worker_seed(cfg.data.seed, r) for r in range(workers)}}
 
 
 def load_run(path) -> RunData:

@@ -26,6 +26,11 @@ from .tasks import TASKS
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def worker_seed(seed: int, rank: int) -> int:
+    """The torch seed worker `rank` trains with after the shared initialisation (seeded by `seed`)."""
+    return seed + 1 + rank
+
+
 def build(cfg: RunConfig, device="cpu"):
     """(task, model, optimizer) for a config, identically initialised on every worker."""
     dtype = DTYPES[cfg.model.dtype]
@@ -59,7 +64,7 @@ class Trainer:
         self.ctx, self.emit, self.control = ctx, emit, control
         self.on_checkpoint = on_checkpoint
         self.task, self.model, self.optimizer = build(self.cfg, ctx.device)
-        torch.manual_seed(self.cfg.data.seed + 1 + ctx.rank)  # different dropout masks per worker
+        torch.manual_seed(worker_seed(self.cfg.data.seed, ctx.rank))  # different dropout masks per worker
         ctx.slowdown = self.cfg.slowdown_of(ctx.rank)
         ctx.comm.link = self.cfg.link
         ctx.compression = Compression(self.cfg.strategy.compression)  # one per worker, kept across switches

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-from importlib import metadata
 from pathlib import Path
+
+from .. import provenance as _provenance
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench-results"   # the latest full run per bench, committed with the repo
@@ -21,25 +20,12 @@ PACKAGES = ("torch", "numpy", "ipyparallel", "pyzmq", "gymnasium")
 
 
 def commit() -> str:
-    """The checkout's commit, with '+dirty' when tracked files differ from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
+    """The checkout's commit, with '+dirty' when tracked files differ from it (`lab.provenance`)."""
+    return _provenance.commit(ROOT) or "unknown"
 
 
 def packages() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return _provenance.packages(PACKAGES)
 
 
 def provenance(command: str) -> dict:
