@@ -79,7 +79,8 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     name: str = knob("adam", "sgd, momentum (SGD with momentum) or adam", choices=_optimizers, flag="optimizer")
-    lr: float = knob(0.003, "learning rate", range="(0, 10]", live=True, widget="log", ui=(1e-4, 1))
+    lr: float = knob(0.003, "learning rate", range="(0, 10]", live=True, widget="log", ui=(1e-4, 1),
+                     label="learning rate")
     momentum: float = knob(0.9, "momentum of the `momentum` optimizer", range="[0, 1)", live=True)
     weight_decay: float = knob(0.0, "L2 penalty added by the optimizer", range=(0, None))
     clip_grad_norm: float = knob(0.0, "clip each worker's gradient norm before it is sent", range=(0, None),

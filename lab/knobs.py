@@ -88,6 +88,7 @@ class Knob:
     flag: Optional[str] = None  # short name: CLI flag (`--flag-name`), alias and error name; None: the field's
     ui: Optional[Tuple] = None  # (lo, hi[, step]) for a slider where the range is open-ended or too wide
     note: str = ""              # said after what the knob accepts, e.g. "0 = off"
+    label: str = ""             # the panel's words for it ("learning rate"); default: the short name
 
     def options(self) -> List:
         """The choices, evaluated (registry names are read now, so late registrations count)."""
@@ -96,7 +97,7 @@ class Knob:
 
 
 def knob(default, help: str, *, range=None, choices=None, live: bool = False, widget: Optional[str] = None,
-         flag: Optional[str] = None, ui: Optional[Tuple] = None, note: str = ""):
+         flag: Optional[str] = None, ui: Optional[Tuple] = None, note: str = "", label: str = ""):
     """Declare a config field: a `dataclasses.field` whose metadata carries its `Knob`.
 
     Args:
@@ -110,12 +111,13 @@ def knob(default, help: str, *, range=None, choices=None, live: bool = False, wi
         flag: the short name (CLI `--flag`, alias, error messages); default the field's name.
         ui: slider bounds `(lo, hi[, step])` where `range` is open-ended.
         note: a few words said after the allowed values ("0 = off").
+        label: the panel's label when the short name is too terse ("learning rate" for `lr`).
     Example:
         >>> lr: float = knob(0.003, "learning rate", range="(0, 10]", live=True, widget="log", ui=(1e-4, 1))
     """
     if widget is not None and widget not in WIDGETS:
         raise ValueError(f"widget {widget!r}: one of {', '.join(WIDGETS)}")
-    meta = {"knob": Knob(help, Range.of(range), choices, live, widget, flag, ui, note)}
+    meta = {"knob": Knob(help, Range.of(range), choices, live, widget, flag, ui, note, label)}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: copy.copy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

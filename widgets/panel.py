@@ -84,7 +84,7 @@ def is_live(name: str) -> bool:
 
 def knob_widget(e: knobs.Entry, value) -> W.Widget:
     """One widget for a declared knob, initialised to `value`, following its widget hint."""
-    desc, kind = e.short.replace("_", " "), e.widget
+    desc, kind = e.knob.label or e.short.replace("_", " "), e.widget
     if kind == "checkbox":
         return W.Checkbox(value=bool(value), description=desc, indent=False, tooltip=e.knob.help)
     if kind == "dropdown":
