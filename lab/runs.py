@@ -250,16 +250,20 @@ class Run(RunData):
             cb(self, new)
 
     def _fail(self, why: str, new=None) -> List[dict]:
-        self.meta.update(status="failed", error=why, finished=time.time())
+        self._end(why, status="failed", error=why)
+        return new or []
+
+    def _end(self, why: str, **meta) -> None:
+        """Save the run as ended (`meta`), abort every worker without waiting, tell subscribers."""
+        self.meta.update(finished=time.time(), **meta)
         self._save_meta()
-        for e in self.cluster.engine_ids:
+        for e in self.cluster.engine_ids:  # fire and forget: never block an interrupt or a failure
             try:
                 self.cluster.client[e].apply_async(_call, "abort", self.id, why)
             except Exception:
                 pass
         for cb in list(self._subscribers):
             cb(self, [])
-        return new or []
 
     # -- waiting ----------------------------------------------------------------------------
     @property
@@ -321,16 +325,7 @@ class Run(RunData):
         "interrupted" at its last recorded step; the records polled so far stay in records.jsonl."""
         if self.done:
             return
-        self.meta.update(status="interrupted", finished=time.time(),
-                         last_step=max((r["step"] for r in self.records), default=-1))
-        self._save_meta()
-        for e in self.cluster.engine_ids:  # fire and forget: never block an interrupt
-            try:
-                self.cluster.client[e].apply_async(_call, "abort", self.id, why)
-            except Exception:
-                pass
-        for cb in list(self._subscribers):
-            cb(self, [])
+        self._end(why, status="interrupted", last_step=max((r["step"] for r in self.records), default=-1))
 
     # -- live control -------------------------------------------------------------------------
     def set(self, **changes) -> Optional[int]:
