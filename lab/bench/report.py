@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import time
+
+from .. import provenance
 
 
 HIDDEN = ("rounds raw",)  # row fields kept in the JSON but too long for a table
 
 
 def machine() -> str:
-    import torch
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.machine()}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+    """`lab.provenance.machine()` as the one line a table heading shows."""
+    m = provenance.machine()
+    gpu = ", ".join(m["gpus"]) or "no GPU"
+    return f"{m['arch']}, {m['cpus']} cores, {gpu}, torch {provenance.packages().get('torch', '?')}"
 
 
 def cell(v) -> str:
