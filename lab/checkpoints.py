@@ -1,8 +1,9 @@
 """Checkpoints: one piece per worker, one file per run (chapter 11, faults and recovery).
 
 Each worker's `Trainer.checkpoint` is its **piece**: the step, the config, its model and optimizer,
-its strategy's state (`Strategy.state_dict`, e.g. the parameter server's on rank 0) and its
-compression state (error-feedback residuals). `runs/<id>/checkpoint.pt` holds every rank's piece
+its strategy's state (`Strategy.state_dict`, e.g. the parameter server's on rank 0), its
+compression state (error-feedback residuals) and its random number generators' states (dropout
+masks: a resumed run draws the masks the uninterrupted one would have drawn). `runs/<id>/checkpoint.pt` holds every rank's piece
 under "workers", with rank 0's piece also at the top level (so `ck["model"]` and `ck["step"]` read
 as before; torch.save stores shared tensors once). On resume each rank gets its own piece back.
 """
@@ -38,6 +39,23 @@ def piece(ck: dict, rank: int, world: int) -> dict:
     if rank != 0 and mine.get("compression"):
         mine["compression"] = {**mine["compression"], "memory": {}}
     return mine
+
+
+def get_rng(device="cpu") -> dict:
+    """This process's torch RNG states: the CPU generator's, and the GPU's when training on one."""
+    out = {"cpu": torch.get_rng_state()}
+    if str(device).startswith("cuda"):
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def set_rng(saved, device="cpu") -> None:
+    """Restore what `get_rng` saved (nothing for checkpoints that have no RNG state)."""
+    if not saved:
+        return
+    torch.set_rng_state(saved["cpu"])
+    if "cuda" in saved and str(device).startswith("cuda"):
+        torch.cuda.set_rng_state(saved["cuda"], device)
 
 
 def to_cpu(state):

@@ -1,4 +1,4 @@
-"""Headless use: `python -m lab run | compare | bench | runs | knobs | chapters`.
+"""Headless use: `python -m lab run | compare | search | bench | runs | knobs | chapters | gallery`.
 
     python -m lab run --strategy sync --workers 2 --model cnn --data digits --steps 300
     python -m lab run --strategy sync --workers 2 --json
@@ -6,8 +6,10 @@
     python -m lab compare --strategies sync,async,local --workers 2 --steps 200 --report cmp.html
     python -m lab bench sync-vs-ddp
     python -m lab runs
+    python -m lab search --space lr=0.001,0.003,0.01 --space batch_size=16,64 --pruner asha --workers 4
     python -m lab knobs                 # every knob: its flag, config path and what it accepts
     python -m lab chapters fresh 07     # a fresh copy of chapter 07 in work/ (yours kept in work/backups/)
+    python -m lab gallery [--quick]     # run every chapter, write static HTML pages with plots to gallery/
 
 A bad knob prints one line naming it and its allowed range, and exits with status 2.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -88,12 +91,13 @@ def format_summary(s: dict) -> str:
     for r, w in s["per_worker"].items():
         lines.append(f"  worker {r}: {w['throughput']:8.1f} {s['unit']}/s   "
                      f"{w['bytes_sent_per_step'] / 1e3:9.1f} kB sent/step   {w['bytes_recv_per_step'] / 1e3:9.1f} kB recv/step")
-        # the parameter server it hosts, when its traffic is not the worker's own (async / ssp serve
-        # from a thread beside the worker; under ps the worker *is* the server: same bytes as above)
-        if "server_bytes_sent_per_step" in w and (w["server_bytes_sent_per_step"], w["server_bytes_recv_per_step"]) \
-                != (w["bytes_sent_per_step"], w["bytes_recv_per_step"]):
-            lines.append(f"  server on worker {r}:{'':17}{w['server_bytes_sent_per_step'] / 1e3:9.1f} kB sent/step   "
-                         f"{w['server_bytes_recv_per_step'] / 1e3:9.1f} kB recv/step")
+    # the wire by node: algorithm bytes + the transport's framing; a hosted server (async / ssp serve
+    # from a thread beside worker 0) is a node of its own; under ps worker 0 *is* the server
+    wire = s["wire"]
+    for n in wire["nodes"]:
+        lines.append(f"  wire, {n['node']:<26} {n['wire_per_step'] / 1e3:9.1f} kB sent/step "
+                     f"({n['framing'] / max(1, n['wire']):.0%} framing)")
+    lines.append(f"  wire, every node: {wire['per_sample']:.0f} B per {s['unit'].rstrip('s') or 'sample'}")
     return "\n".join(lines)
 
 
@@ -179,7 +183,7 @@ def cmd_bench(a) -> int:
     """Run one bench, print it, judge its targets (exit 1 on a miss), save it; or render BENCHMARKS.md."""
     from .bench import BENCHMARKS, load_all
     from .bench.report import print_result
-    from .bench.results import RESULTS, provenance, save
+    from .bench.results import RESULTS, LoadSampler, provenance, save
     from .bench.targets import Target, judge
     from pathlib import Path
     if a.report:
@@ -198,8 +202,10 @@ def cmd_bench(a) -> int:
     command = "python -m lab bench " + a.name + (" --quick" if a.quick else "")
     result = {"name": a.name, "quick": a.quick} | provenance(command)
     t0 = time.time()
-    result |= fn(quick=a.quick)
+    with LoadSampler() as load:
+        result |= fn(quick=a.quick)
     result["seconds"] = time.time() - t0
+    result["load_during"] = load.summary()
     targets = [t for t in result.get("targets", []) if isinstance(t, Target)]
     result["targets"] = [t.to_dict(a.quick) for t in targets]
     result["passed"] = judge(targets, a.quick)
@@ -225,6 +231,14 @@ def cmd_chapters(a) -> int:
     for line in chapters.sync(work):
         print(line)
     return 0
+
+
+def cmd_gallery(a) -> int:
+    from . import gallery
+    quick = a.quick or os.environ.get("LAB_QUICK", "") not in ("", "0", "false", "False")
+    out = gallery.build(a.out or None, quick=quick, selection=[c for c in a.chapters.split(",") if c] or None)
+    print(f"{len(out['pages'])} pages, index: {out['index']}" + (f"; FAILED: {', '.join(out['failed'])}" if out["failed"] else ""))
+    return 1 if out["failed"] else 0
 
 
 def cmd_runs(a) -> int:
@@ -256,10 +270,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default=None, help="folder for NAME.json (default: bench-results/ for a full run)")
     p.add_argument("--report", action="store_true", help="render BENCHMARKS.md from the saved results")
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("search", help="hyperparameter search: trials on engine groups at once (grid, random, ASHA)")
+    from . import search as _search
+    _search.add_args(p, _add_run_args)
+    p.set_defaults(fn=lambda a: _search.cmd(a, config_from_args(a), _workers(a)))
     p = sub.add_parser("knobs", help="list every knob: flag, config path, what it accepts")
     p.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     p.add_argument("--readme", default="", help="rewrite the knob table in this file (between knobs:start/end)")
     p.set_defaults(fn=cmd_knobs)
+    p = sub.add_parser("gallery", help="run every chapter and write static HTML pages with their plots (gallery/)")
+    p.add_argument("--quick", action="store_true", help="quick mode (also when LAB_QUICK=1): smaller budgets")
+    p.add_argument("--out", default="", help="the folder for the pages (default: gallery/ in the project)")
+    p.add_argument("--chapters", default="", help="only these chapters, e.g. 00,03b (default: all)")
+    p.set_defaults(fn=cmd_gallery)
     p = sub.add_parser("runs", help="list saved runs")
     p.add_argument("--runs-dir", default="runs")
     p.set_defaults(fn=cmd_runs)

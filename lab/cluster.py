@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from .errors import WorkerError, check
+from .errors import ConfigError, WorkerError, check
+from .pids import pid_alive
 from .remote import call as _call
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -84,12 +85,13 @@ class Cluster:
         self.lease = lease
         self.timeout_s = timeout_s
         self._procs: list = []   # the processes a local cluster started (see stop)
+        self.net = None          # lab.hosts.Hosts when the workers run on hosts on real links
 
     # -- starting -------------------------------------------------------------------------------
     @classmethod
     def start(cls, workers: int = 2, *, device: str = "auto", threads: Optional[int] = None,
               cluster_id: str = "lab", host: str = "127.0.0.1", timeout_s: float = 30.0,
-              grace_s: float = 120.0, reuse: bool = True) -> "Cluster":
+              grace_s: float = 120.0, reuse: bool = True, hosts: int = 0, link_mbps=None) -> "Cluster":
         """Start `workers` local engines (or reuse the running cluster with that id).
 
         Args:
@@ -101,6 +103,10 @@ class Cluster:
             timeout_s: timeout for start-up and for collectives (a dead peer becomes an error).
             grace_s: engines exit by themselves this long after the notebook lets go.
             reuse: reuse a running cluster of the same id and size instead of replacing it.
+            hosts: run the workers on this many hosts on real, shaped links (network namespaces on
+                a private bridge, `lab.hosts`; needs root); 0: all on this host over loopback.
+            link_mbps: each host's link in Mbit/s (one number, a list of one per host, or None:
+                unshaped); change one live with `set_link`.
         Returns:
             a Cluster whose engines are ready, ranks 0..workers-1.
         """
@@ -109,11 +115,19 @@ class Cluster:
         check(device in ("auto", "cpu", "cuda"), "device", "one of auto, cpu, cuda", device)
         check(threads is None or (isinstance(threads, int) and threads >= 1), "threads", "an integer >= 1 or None", threads)
         check(isinstance(timeout_s, (int, float)) and 1 <= timeout_s <= 3600, "timeout_s", "a number in [1, 3600]", timeout_s)
+        check(isinstance(hosts, int) and not isinstance(hosts, bool) and 0 <= hosts <= workers, "hosts",
+              f"an integer in [0, workers={workers}] (at most one host per worker)", hosts)
+        if hosts:
+            from .hosts import check_rates
+            check_rates(hosts, link_mbps)
         live = cls._live.get(cluster_id)
         if live is not None:
-            if reuse and live.alive() and live.workers == workers and live.healthy():
+            if reuse and live.alive() and live.workers == workers and live.healthy() and \
+                    len(live.net or ()) == hosts and (not hosts or live.net.rates == check_rates(hosts, link_mbps)):
                 return live
             live.stop()
+        if hosts:
+            return cls._start_new(workers, device, threads, cluster_id, host, timeout_s, grace_s, hosts, link_mbps)
         if reuse:
             found = cls._reconnect(cluster_id, workers, timeout_s, grace_s)
             if found is not None:
@@ -121,26 +135,49 @@ class Cluster:
         return cls._start_new(workers, device, threads, cluster_id, host, timeout_s, grace_s)
 
     @classmethod
-    def _start_new(cls, workers, device, threads, cluster_id, host, timeout_s, grace_s):
+    def _start_new(cls, workers, device, threads, cluster_id, host, timeout_s, grace_s, hosts=0, link_mbps=None):
         import ipyparallel as ipp
-        ipp_cluster = ipp.Cluster(
-            n=workers, cluster_id=cluster_id, profile_dir=str(cls._profile_dir()), controller_ip=host,
-            controller_args=["--HeartMonitor.period=500"],  # dead engines noticed in ~seconds, start in ~2 s
-            shutdown_atexit=False, log_level=40)
-        ipp_cluster.start_cluster_sync()
+        net, kw = None, {}
+        if hosts:   # one namespace per host; engine i runs in host i % hosts, the controller on the bridge
+            from traitlets.config import Config
+            from .hosts import Hosts, NetnsEngineSetLauncher
+            net = Hosts.create(hosts, link_mbps)
+            host, kw["config"] = net.bridge_addr, Config()
+            kw["config"].NetnsEngineSetLauncher.namespaces = [h.ns for h in net]
+            kw["engine_launcher_class"] = NetnsEngineSetLauncher
+        ipp_cluster = None
         try:
+            ipp_cluster = ipp.Cluster(
+                n=workers, cluster_id=cluster_id, profile_dir=str(cls._profile_dir()), controller_ip=host,
+                controller_args=["--HeartMonitor.period=500"],  # dead engines noticed in ~seconds, start in ~2 s
+                shutdown_atexit=False, log_level=40, **kw)
+            ipp_cluster.start_cluster_sync()
             client = ipp_cluster.connect_client_sync()
             client.wait_for_engines(workers, timeout=timeout_s)
             lease = _Lease(cls._profile_dir() / "security" / f"lab-lease-{cluster_id}")
-            self = cls(client, ipp_cluster, sorted(client.ids)[:workers], cluster_id=cluster_id,
-                       lease=lease, timeout_s=timeout_s)
+            ids = sorted(client.ids)[:workers]
             pid = getattr(ipp_cluster.controller, "pid", None)
+            if net is not None:   # ranks by host (rank 0 on host 0), the rendezvous on rank 0's host
+                net.watch(pids=[pid] if pid else [], lease=str(lease.path), grace_s=grace_s)
+                where = {e: client[e].apply_async(_call, "local_addr", net.bridge_addr).get(timeout=timeout_s)
+                         for e in ids}
+                index = {h.addr: h.index for h in net}
+                ids = sorted(ids, key=lambda e: (index.get(where[e], len(index)), e))
+                host = net[0].addr
+            self = cls(client, ipp_cluster, ids, cluster_id=cluster_id, lease=lease, timeout_s=timeout_s)
+            if net is not None:
+                self.net, self._rank_host = net, [index.get(where[e]) for e in ids]
             self._call_all("start_watchdog", [(str(lease.path), grace_s, pid if r == 0 else None)
                                               for r in range(workers)])
             self._setup(device, threads, host)
             self._procs = _family(self._roots())
         except BaseException:
-            ipp_cluster.stop_cluster_sync()
+            try:
+                if ipp_cluster is not None:
+                    ipp_cluster.stop_cluster_sync()
+            finally:
+                if net is not None:
+                    net.stop()
             raise
         cls._live[cluster_id] = self
         return self
@@ -181,15 +218,23 @@ class Cluster:
     @classmethod
     def attach(cls, *, profile: Optional[str] = None, cluster_id: str = "", workers: Optional[int] = None,
                profile_dir: Optional[str] = None, device: str = "auto", threads: Optional[int] = None,
-               host: str = "127.0.0.1", timeout_s: float = 30.0) -> "Cluster":
+               host: Optional[str] = None, timeout_s: float = 30.0,
+               connection_file: Optional[str] = None) -> "Cluster":
         """Use a running ipyparallel cluster (e.g. `ipcluster start -n 4`, or MPI / SSH / Slurm launchers).
 
         Its engines must have `lab` installed. `host` is the address rank 0 listens on for the
-        rendezvous: give rank 0's network address when engines run on several machines.
+        rendezvous; by default the address rank 0 reaches the controller from (loopback for a local
+        cluster, rank 0's network address across machines). `connection_file`: the controller's
+        `ipcontroller-client.json`, for a controller started any way (`ipcontroller` + `ipengine`s).
+        Each engine's gloo / NCCL interface is the one it reaches rank 0 through.
         The cluster's owner stops it; `stop()` here only lets go of it.
         """
         import ipyparallel as ipp
-        if cluster_id or profile_dir:
+        if connection_file:
+            check(os.path.isfile(connection_file), "connection_file", "an existing ipcontroller-client.json",
+                  connection_file)
+            client = ipp.Client(connection_file, timeout=timeout_s)
+        elif cluster_id or profile_dir:
             kw = {"cluster_id": cluster_id}
             kw.update({"profile_dir": profile_dir} if profile_dir else {"profile": profile or "default"})
             client = ipp.Cluster.from_file(**kw).connect_client_sync()
@@ -200,6 +245,13 @@ class Cluster:
         ids = sorted(client.ids)[: workers or None]
         check(len(ids) >= 1, "workers", "at least one running engine in the attached cluster", len(ids))
         self = cls(client, None, ids, cluster_id=cluster_id, timeout_s=timeout_s)
+        if host is None:   # rank 0's address toward the controller
+            from urllib.parse import urlparse
+            cfg = getattr(client, "_config", {}) or {}
+            ctl = urlparse(cfg.get("interface") or "").hostname
+            if not ctl or ctl in ("*", "0.0.0.0"):
+                ctl = cfg.get("location") or "127.0.0.1"
+            host = self.call(0, "local_addr", ctl)
         self._setup(device, threads, host)
         return self
 
@@ -256,6 +308,16 @@ class Cluster:
         """Call `lab.worker.<fn>(*args)` on one rank and return its result."""
         return self.client[self.engine_ids[rank]].apply_async(_call, fn, *args).get(timeout=timeout or self.timeout_s)
 
+    def set_link(self, host, mbps) -> None:
+        """Change host `host`'s link (index or name, e.g. 1 or "h1") to `mbps` Mbit/s at once (None: unshaped)."""
+        if self.net is None:
+            raise ConfigError("host", "a host of a cluster started with hosts=N (this one has none)", host)
+        self.net.set_rate(host, mbps)
+
+    def host_of(self, rank: int):
+        """The lab.hosts.Host worker `rank` runs on (None on a cluster without hosts)."""
+        return self.net[self._rank_host[rank]] if self.net is not None else None
+
     def kill_worker(self, rank: int) -> None:
         """Fault injection (chapter 11, tests): worker `rank`'s engine dies at once, as in a crash."""
         check(isinstance(rank, int) and 0 <= rank < self.workers, "rank", f"an integer in [0, {self.workers - 1}]", rank)
@@ -271,7 +333,7 @@ class Cluster:
                 return False
         except AttributeError:
             pass
-        return all(_pid_alive(p) for p in self.pids) if self.ipp is not None else \
+        return all(pid_alive(p) for p in self.pids) if self.ipp is not None else \
             set(self.engine_ids) <= set(self.client.ids)
 
     def healthy(self, timeout: float = 5.0) -> bool:
@@ -289,7 +351,7 @@ class Cluster:
     def dead_workers(self) -> List[int]:
         """Ranks whose engine process has died (local clusters) or unregistered (others)."""
         if self.ipp is not None:
-            return [r for r, p in enumerate(self.pids) if not _pid_alive(p)]
+            return [r for r, p in enumerate(self.pids) if not pid_alive(p)]
         ids = set(self.client.ids)
         return [r for r, e in enumerate(self.engine_ids) if e not in ids]
 
@@ -303,7 +365,20 @@ class Cluster:
         from .config import RunConfig
         from .runs import Run
         cfg = (cfg or RunConfig()).replace(**changes)
+        check(not getattr(self, "groups", None), "cluster", "not split: train on its groups, or cluster.merge() first",
+              f"split into {len(getattr(self, 'groups', None) or ())} groups")
         return Run.start(self, cfg)
+
+    def split(self, groups):
+        """Split the workers into groups that train side by side, each with its own process group
+        (`lab.groups`): `a, b = cluster.split(2)`, then `a.train(cfg1)`, `b.train(cfg2)`."""
+        from .groups import split
+        return split(self, groups)
+
+    def merge(self) -> "Cluster":
+        """Undo `split`: runs use all the workers again."""
+        from .groups import merge
+        return merge(self)
 
     # -- stopping -----------------------------------------------------------------------------
     def stop(self, wait_s: float = 3.0) -> None:
@@ -327,6 +402,8 @@ class Cluster:
             except Exception:
                 pass
             _end_all(list(family.values()), wait_s)  # nothing may outlive stop()
+        if self.net is not None:
+            self.net.stop()
 
     def _roots(self) -> List[int]:
         ctl = getattr(self.ipp.controller, "pid", None) if self.ipp is not None and self.ipp.controller else None
@@ -335,8 +412,9 @@ class Cluster:
     def restart(self) -> "Cluster":
         """A fresh cluster of the same size (after a worker died, the process group is broken)."""
         n, cid = self.workers, self.cluster_id
+        hosts, rates = (len(self.net), self.net.rates) if self.net is not None else (0, None)
         self.stop()
-        return Cluster.start(n, cluster_id=cid, timeout_s=self.timeout_s, reuse=False)
+        return Cluster.start(n, cluster_id=cid, timeout_s=self.timeout_s, reuse=False, hosts=hosts, link_mbps=rates)
 
     def __enter__(self):
         return self
@@ -353,21 +431,6 @@ class Cluster:
     @staticmethod
     def _profile_dir() -> Path:
         return _ipython_dir() / "profile_lab"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie still answers kill(0): look at its state
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
 
 
 def _family(pids: List[int]) -> list:

@@ -81,6 +81,8 @@ declare("compression_ratio", "x", "higher", "raw_bytes / payload_bytes: how much
 # -- the comm ledger (lab.comm.Ledger): accrued during the step ------------------------------------
 declare("bytes_sent", "B", "lower", "bytes this worker sent", label="bytes sent", counter=True)
 declare("bytes_recv", "B", "lower", "bytes this worker received", label="bytes received", counter=True)
+declare("wire_bytes_sent", "B", "lower", "bytes this worker put on the wire: the algorithm's plus the transport's framing",
+        label="bytes on the wire", counter=True)
 declare("messages", "", "lower", "messages (collective calls and sends) this worker issued", counter=True)
 declare("comm_s", "s", "lower", "measured time inside collectives and sends", label="communication", counter=True)
 declare("wait_s", "s", "lower", "measured time blocked waiting for other workers", label="waiting", counter=True)
@@ -94,6 +96,10 @@ declare("server_bytes_sent", "B", "lower", "bytes the parameter server hosted on
         label="server bytes sent", counter=True)
 declare("server_bytes_recv", "B", "lower", "bytes the parameter server hosted on this worker received",
         label="server bytes received", counter=True)
+# reported only by a server with a ledger of its own (async, ssp: `Strategy.hosted_server`), so a record
+# that has it carries a node of its own on the wire (lab.runs.RunData.wire)
+declare("server_framing_bytes", "B", "lower", "the transport's bytes around the hosted server's messages (an estimate)",
+        label="server framing bytes", counter=True)
 declare("clock_lag", "steps", None, "async, ssp: how many steps this worker was ahead of the slowest when it read")
 declare("staleness_updates", "", "lower", "ssp: server updates since the parameters this step used were read")
 declare("averaged", "", None, "local: True on the steps where the workers averaged their parameters")

@@ -66,8 +66,41 @@ class RunData:
                 return t
         return None
 
+    def wire(self) -> dict:
+        """Every byte the run put on the wire, by node: each worker's algorithm bytes plus the
+        transport's framing around its messages, and a hosted parameter server (async, ssp: a thread
+        beside worker 0 with a ledger of its own) as a node of its own. Runs compare fairly by
+        `per_sample`: total wire bytes over all nodes per training sample (or environment step).
+
+        Returns {"nodes": [{"node", "steps", "algorithm", "framing", "wire", "wire_per_step"}, ...],
+                 "total": bytes, "samples": n, "per_sample": bytes / n}.
+        """
+        after = self.meta.get("after_last_step", {})
+        nodes = []
+        server = {"algorithm": 0, "framing": 0, "steps": 0}
+        for rank, rows in sorted(self.by_rank().items()):
+            tail = after.get(str(rank)) or {}
+            algo = sum(r["bytes_sent"] for r in rows) + tail.get("bytes_sent", 0)
+            framing = sum(r.get("framing_bytes", 0) for r in rows) + tail.get("framing_bytes", 0)
+            nodes.append({"node": f"worker {rank}", "steps": len(rows), "algorithm": algo, "framing": framing})
+            hosted = [r for r in rows if "server_framing_bytes" in r]
+            if hosted or "server_framing_bytes" in tail:
+                server["node"] = f"server (beside worker {rank})"
+                server["steps"] = len(rows)
+                server["algorithm"] += sum(r["server_bytes_sent"] for r in hosted) + tail.get("server_bytes_sent", 0)
+                server["framing"] += sum(r["server_framing_bytes"] for r in hosted) + tail.get("server_framing_bytes", 0)
+        if "node" in server:
+            nodes.append(server)
+        for n in nodes:
+            n["wire"] = n["algorithm"] + n["framing"]
+            n["wire_per_step"] = n["wire"] / n["steps"] if n["steps"] else 0.0
+        total = sum(n["wire"] for n in nodes)
+        samples = sum(r["n"] for r in self.records)
+        return {"nodes": nodes, "total": total, "samples": samples, "per_sample": total / samples if samples else 0.0}
+
     def summary(self) -> dict:
-        """Final test metrics, per-worker throughput and bytes per step, wall time."""
+        """Final test metrics, per-worker throughput and bytes per step, wall time, and the
+        wire's bytes by node (`wire`)."""
         per = {}
         for rank, rows in sorted(self.by_rank().items()):
             busy = sum(r["step_s"] for r in rows)
@@ -76,6 +109,8 @@ class RunData:
                 "throughput": sum(r["n"] for r in rows) / busy if busy else 0.0,
                 "bytes_sent_per_step": sum(r["bytes_sent"] for r in rows) / len(rows),
                 "bytes_recv_per_step": sum(r["bytes_recv"] for r in rows) / len(rows),
+                "framing_bytes_per_step": sum(r.get("framing_bytes", 0) for r in rows) / len(rows),
+                "wire_bytes_sent_per_step": sum(r["bytes_sent"] + r.get("framing_bytes", 0) for r in rows) / len(rows),
                 "compute_s": sum(r["compute_s"] for r in rows), "comm_s": sum(r["comm_s"] for r in rows),
                 "wait_s": sum(r["wait_s"] for r in rows), "sim_link_s": sum(r["sim_link_s"] for r in rows),
             }
@@ -94,7 +129,7 @@ class RunData:
                "steps": max((r["step"] for r in self.records), default=-1) + 1,
                "wall_s": max((r["t"] for r in self.records), default=0.0),
                "throughput_total": sum(p["throughput"] for p in per.values()),
-               "per_worker": per}
+               "per_worker": per, "wire": self.wire()}
         for key in records.held_out():
             v = self.final(key)
             if v is not None:
@@ -333,17 +368,27 @@ class Run(RunData):
 
         Every worker applies the change at the same step, which is returned (None if the run
         had already ended). The change is validated first, saved in the run's events and marked
-        in the records (`changes` field) at that step.
+        in the records (`changes` field) at that step. On a cluster with hosts on real links,
+        `link_mbps={"h1": 2.5}` (host name or index -> Mbit/s) changes those links at that step.
         """
         user = {k: v for k, v in changes.items() if not k.startswith("_")}
+        links = _links(self.cluster, user.pop("link_mbps")) if "link_mbps" in user else None
         if user:
             trial = self.cfg.replace(**{k: v for k, v in user.items() if k != "slowdown"})
             if "slowdown" in user:
                 trial.slowdown = list(user["slowdown"])
             trial.validate(workers=self.workers)
+        if links:
+            changes = dict(changes, link_mbps=links)
         step = self._command(changes)
+        if step is not None and links:
+            for h, mbps in links.items():
+                self.cluster.set_link(h, mbps)
+            user["link_mbps"] = links
         if step is not None and user:
             for k, v in user.items():
+                if k == "link_mbps":
+                    continue   # not a config knob: the hosts' links (changed just above)
                 if k == "slowdown":
                     self.cfg.slowdown = list(v)
                 else:
@@ -436,3 +481,14 @@ def _write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=records.jsonable))
     os.replace(tmp, path)
+
+
+def _links(cluster, links) -> dict:
+    """`run.set(link_mbps=...)` checked: {host name: Mbit/s or None}, or ConfigError (nothing changed)."""
+    from .errors import check
+    from .hosts import check_rates
+    net = getattr(cluster, "net", None)
+    check(net is not None, "link_mbps", "set only on a cluster started with hosts=N (real links)", links)
+    check(isinstance(links, dict) and len(links) > 0, "link_mbps", "a dict {host name or index: Mbit/s}", links)
+    hosts = [net[h].name for h in links]   # ConfigError for an unknown host
+    return dict(zip(hosts, check_rates(len(links), list(links.values()))))

@@ -64,6 +64,8 @@ class Trainer:
         self.ctx, self.emit, self.control = ctx, emit, control
         self.on_checkpoint = on_checkpoint
         self.task, self.model, self.optimizer = build(self.cfg, ctx.device)
+        if hasattr(self.task, "bind"):  # a task whose agents talk to their peers (lab.tasks.talk) uses this comm
+            self.task.bind(ctx)
         torch.manual_seed(worker_seed(self.cfg.data.seed, ctx.rank))  # different dropout masks per worker
         ctx.slowdown = self.cfg.slowdown_of(ctx.rank)
         ctx.comm.link = self.cfg.link
@@ -80,6 +82,7 @@ class Trainer:
             self.optimizer.load_state_dict(resume["optimizer"])
             self.start_step = int(resume["step"])
             ctx.compression.load_state_dict(resume.get("compression") or {})
+            checkpoints.set_rng(resume.get("rng"), ctx.device)  # dropout masks continue as if never stopped
             saved = resume.get("strategy") or {}
             if saved.get("name") == self.cfg.strategy.name:  # (resumed under another strategy: start it fresh)
                 self._resume_strategy = saved.get("state") or {}
@@ -96,6 +99,8 @@ class Trainer:
                 self.stopped = True
             elif key == "slowdown":
                 self.cfg.slowdown = list(value)
+            elif key == "link_mbps":
+                pass  # a host's real link: the notebook changes it (lab.hosts); recorded here as a change
             else:
                 set_path(self.cfg, key, value)
         for g in self.optimizer.param_groups:  # lr: the loop sets it from the schedule every step
@@ -162,8 +167,10 @@ class Trainer:
             step_s = time.perf_counter() - t0
             self.emit(self._record(step, start, loss, n, compute, step_s, info, extras, changes))
             self._maybe_checkpoint(step)
-        self.strategy.detach()
-        self.after_last_step = self.strategy.unreported()
+        comm.ledger.reset()  # what ending costs (a final averaging, the server's state broadcast) is
+        self.strategy.detach()  # on the wire too: it goes in the run's after_last_step, not lost
+        spent = {k: getattr(comm.ledger, k) for k in SWITCH_COUNTERS if getattr(comm.ledger, k)}
+        self.after_last_step = _add(self.strategy.unreported(), spent)
 
     def _record(self, step, start, loss, n, compute, step_s, info, extras, changes) -> dict:
         ctx, lg, cfg = self.ctx, self.ctx.comm.ledger, self.cfg
@@ -174,7 +181,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"], "strategy": cfg.strategy.name, "compressor": cfg.strategy.compression.name,
             "staleness": info.staleness,
             "compression_ratio": (lg.raw_bytes / lg.payload_bytes) if lg.payload_bytes else None,
-            **lg.as_dict(), **extras, **info.extra,
+            **lg.as_dict(), "wire_bytes_sent": lg.bytes_sent + lg.framing_bytes, **extras, **info.extra,
         }
         if changes:
             rec["changes"] = changes
@@ -202,7 +209,8 @@ class Trainer:
                 "model": checkpoints.to_cpu(self.model.state_dict()),
                 "optimizer": checkpoints.to_cpu(self.optimizer.state_dict()),
                 "strategy": {"name": self.cfg.strategy.name, "state": checkpoints.to_cpu(self.strategy.state_dict())},
-                "compression": checkpoints.to_cpu(ctx.compression.state_dict())}
+                "compression": checkpoints.to_cpu(ctx.compression.state_dict()),
+                "rng": checkpoints.get_rng(ctx.device)}
 
 
 SWITCH_COUNTERS = ("bytes_sent", "bytes_recv", "messages", "framing_bytes")

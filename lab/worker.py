@@ -46,6 +46,31 @@ def listen_port(host: str = "127.0.0.1") -> int:
     return sock.getsockname()[1]
 
 
+def local_addr(target: str) -> str:
+    """The address this engine uses to reach `target` (no packet is sent: a UDP connect picks the route)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((target, 9))
+        return s.getsockname()[0]
+    finally:
+        s.close()
+
+
+def iface_for(target: str) -> Optional[str]:
+    """Name of the network interface this engine reaches `target` through (None if unknown)."""
+    import psutil
+    try:
+        addr = local_addr(target)
+    except OSError:
+        return None
+    if addr.startswith("127."):
+        return "lo"
+    for name, addrs in psutil.net_if_addrs().items():
+        if any(a.family == socket.AF_INET and a.address == addr for a in addrs):
+            return name
+    return None
+
+
 def setup(rank: int, world: int, host: str, port: int, device: str, threads: int,
           backend: str, timeout_s: float) -> dict:
     """Join the cluster's process group (once per cluster life) and pin device and threads."""
@@ -54,8 +79,10 @@ def setup(rank: int, world: int, host: str, port: int, device: str, threads: int
         if STATE.get("rank") == rank and STATE.get("world") == world:
             return info()
         raise RuntimeError("this engine is already in another process group: restart the cluster")
-    if host.startswith("127.") or host == "localhost":
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # keep gloo's sockets on loopback
+    ifname = iface_for(host)   # gloo (and NCCL) would pick an interface from the hostname: use the
+    if ifname:                 # one this engine reaches rank 0 through (loopback, a host's eth0, ...)
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", ifname)
+        os.environ.setdefault("NCCL_SOCKET_IFNAME", ifname)
     torch.set_num_threads(max(1, threads))
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
@@ -145,12 +172,14 @@ def start_run(run_id: str, cfg_dict: dict, resume: Optional[dict] = None) -> str
 
 
 def context(run_id: str = ""):
-    """This worker's WorkerContext (rank, device, a fresh Comm on the cluster's process group)."""
+    """This worker's WorkerContext (rank, device, a fresh Comm on the cluster's process group,
+    or on its engine group's after `Cluster.split`: then rank and world are the group's)."""
     from .comm import Comm
     from .strategies.base import WorkerContext
-    rank, world = STATE["rank"], STATE["world"]
+    g = STATE.get("group")   # set by lab.groups.join
+    rank, world, pg = (g["rank"], g["world"], g["pg"]) if g else (STATE["rank"], STATE["world"], None)
     return WorkerContext(rank=rank, world=world, device=torch.device(STATE["device"]),
-                         comm=Comm(rank, world), store=STATE["store"], run_id=run_id,
+                         comm=Comm(rank, world, group=pg), store=STATE["store"], group=pg, run_id=run_id,
                          abort_reason=lambda: _aborted(run_id))
 
 
@@ -218,6 +247,9 @@ def health() -> bool:
         return False
     if busy:  # a run is using the group right now (a collective here could interleave with its own)
         return True
+    g = STATE.get("group")  # split (lab.groups): the engine's own group, since the others may be busy
+    if g is None and STATE.get("split"):
+        return True         # an engine left out of every group
     t = torch.ones(1)
-    dist.all_reduce(t)
-    return int(t.item()) == STATE["world"]
+    dist.all_reduce(t, group=g["pg"] if g else None)
+    return int(t.item()) == (g["world"] if g else STATE["world"])

@@ -25,5 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export LAB_QUICK=1
 export IPYTHONDIR="$(mktemp -d)/ipython"   # the suite's clusters are its own: its leftover check looks here
+# two test processes (pytest-xdist), each with its own clusters (tests/conftest.py); a file (a test
+# module or a chapter) stays in one process, in order: a chapter's cells and a module's cluster need it.
+# LAB_TEST_PROCS=0 runs everything in this one process.
 exec .venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider \
-  -o junit_family=xunit2 -rfEs --durations=15 "$@"
+  -n "${LAB_TEST_PROCS:-2}" --dist loadfile -o junit_family=xunit2 -rfEs --durations=15 "$@"

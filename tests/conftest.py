@@ -11,6 +11,8 @@ _TMP = Path(tempfile.mkdtemp(prefix="lab-tests-"))
 # Every cluster this suite starts lives under its own IPYTHONDIR, so the leftover check below
 # can tell our processes from anybody else's, and nothing lands in $HOME.
 os.environ.setdefault("IPYTHONDIR", str(_TMP / "ipython"))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2` (scripts/test.sh): each test process has its own clusters
+    os.environ["IPYTHONDIR"] += "-" + os.environ["PYTEST_XDIST_WORKER"]
 for var, sub in (("JUPYTER_CONFIG_DIR", "jconfig"), ("JUPYTER_DATA_DIR", "jdata"), ("JUPYTER_RUNTIME_DIR", "jruntime")):
     os.environ.setdefault(var, str(_TMP / sub))
 os.environ.setdefault("LAB_QUICK", "1")
@@ -21,6 +23,13 @@ import torch  # noqa: E402
 # In-process training in tests shares the 2 cores with the cluster's engines: one thread avoids
 # oversubscription (seen 30x slower with torch's default on a loaded machine).
 torch.set_num_threads(1)
+
+
+def pytest_configure(config):
+    """Chapters run under nbval are also rendered to test-artifacts/gallery/ at the end, from the
+    outputs nbval already has (tests/gallery_plugin.py): the CI check of the gallery, no second run."""
+    from gallery_plugin import GalleryPlugin
+    config.pluginmanager.register(GalleryPlugin(ROOT / "test-artifacts" / "gallery"), "lab-gallery")
 
 
 @pytest.fixture
@@ -53,7 +62,8 @@ def cluster2(cluster_factory):
 
 
 def lab_processes():
-    """ipyparallel controller / engine processes started under this suite's IPYTHONDIR."""
+    """ipyparallel controller / engine processes started under this suite's IPYTHONDIR (with `-n`,
+    under this test process's; the controlling process, which runs no test, sees all of them)."""
     mine = os.environ["IPYTHONDIR"].encode()
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     left = []
@@ -65,7 +75,7 @@ def lab_processes():
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"IPYTHONDIR=" + mine in env:
+        if any(v == b"IPYTHONDIR=" + mine or v.startswith(b"IPYTHONDIR=" + mine + b"-gw") for v in env):
             left.append(line)
     return left
 
@@ -80,4 +90,9 @@ def pytest_sessionfinish(session, exitstatus):
         left = lab_processes()
     if left:
         print("\nLEFTOVER ipyparallel processes after the test session:\n" + "\n".join(left))
+        session.exitstatus = 1
+    import lab.hosts  # nor a network namespace (tests/test_hosts.py) made by this process
+    mine = [ns for ns in lab.hosts.namespaces() if lab.hosts._NS_RE.match(ns).group(1) == str(os.getpid())]
+    if mine:
+        print("\nLEFTOVER network namespaces after the test session: " + " ".join(mine))
         session.exitstatus = 1

@@ -60,6 +60,7 @@ def test_bench_exits_1_on_a_missed_target_and_saves_its_json(fake_bench, tmp_pat
     assert "[MISSED] payload ratio: 40 (target >= 50)" in out and "payload ratio" in err
     saved = json.loads((tmp_path / "_t_miss.json").read_text())
     assert saved["passed"] is False and saved["quick"] is False and all(k in saved for k in PROVENANCE)
+    assert saved["load_during"]["samples"] >= 2 and saved["load_during"]["max"] >= saved["load_during"]["min"] >= 0
     assert [(t["name"], t["met"], t["judged"]) for t in saved["targets"]] == [("payload ratio", False, True),
                                                                               ("timing", False, True)]
 

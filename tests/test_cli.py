@@ -38,10 +38,14 @@ def test_server_strategies_print_the_servers_bytes(tmp_path):
     out = lab("run", "--strategy", "compressed", "--base", "async", "--compressor", "topk", "--error-feedback",
               "--workers", "2", "--steps", "30", "--runs-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
-    server = [l for l in out.stdout.splitlines() if l.strip().startswith("server on worker 0:")]
-    assert len(server) == 1 and "kB recv/step" in server[0], out.stdout
-    recv = float(server[0].split("kB sent/step")[1].split("kB")[0])
-    assert 0 < recv < 20, server  # worker 1's top-k 1% payloads (5.8 kB each), not fp32 (291 kB)
+    lines = out.stdout.splitlines()
+    server = [l for l in lines if l.strip().startswith("wire, server (beside worker 0)")]
+    worker1 = [l for l in lines if l.strip().startswith("wire, worker 1 ")]
+    assert len(server) == 1 and len(worker1) == 1, out.stdout
+    sent = lambda line: float(line.split("kB sent/step")[0].split()[-1])  # noqa: E731
+    assert sent(server[0]) > 250, server    # the server replies with fp32 parameters (291 kB) ...
+    assert 0 < sent(worker1[0]) < 20, worker1  # ... to worker 1's top-k 1% pushes (5.8 kB + framing)
+    assert any(l.strip().startswith("wire, every node:") and "B per sample" in l for l in lines), out.stdout
 
 
 def test_bad_knobs_are_one_line_errors(tmp_path):

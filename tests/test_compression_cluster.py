@@ -1,19 +1,10 @@
 """Compressed `sync` on a real 2-engine cluster (chapter 07, issue 4).
 
-Accuracy: top-k at 1% per layer with error feedback ends within 1 point of plain `sync` on the
-digits after the same 1000 steps (SGD with momentum, lr 0.05); without error feedback it ends
-at least 1 point lower. Measured while choosing the settings (seeds 0, 1, 2; final test
-accuracy on the 360 held-out digits):
-
-    seed   sync    topk+EF   topk (no EF)
-    0      0.981   0.975     0.936
-    1      0.978   0.983     0.936
-    2      0.994   0.986     0.956
-
-Re-measured on 2026-12-02 with the same code (bf424e5) and today's package versions, seed 0 gives
-sync 0.981, topk+EF 0.975, topk without EF 0.964: the gap without EF is 1.7 points, so the
-"worse" bound is 1 point (it was 2). Runs
-are deterministic for a fixed seed (same shards, same dropout masks, gloo sums in a fixed order).
+What compression does to accuracy is judged where noise can be stated, not here: the compression
+bench (`python -m lab bench compression`: top-k 1% + EF and PowerSGD r2 + EF within 1 point of fp32
+`sync`, mean over 3 seeds) and chapter 07, which CI runs (top-k 1% with error feedback beats top-k
+without). These tests check the mechanics on short runs: recorded ratios, the ledger, switching
+mid-run, bad knobs, the `compressed` strategy.
 """
 from __future__ import annotations
 
@@ -27,7 +18,6 @@ from lab.config import CompressionConfig, RunConfig
 from lab.errors import ConfigError
 from lab.train import build
 
-STEPS = 1000
 BASE = {"optim.name": "momentum", "optim.lr": 0.05, "data.seed": 0}
 
 
@@ -43,37 +33,25 @@ def limit(cfg: RunConfig) -> float:
 
 
 @pytest.fixture(scope="module")
-def accuracy_runs(cluster2, tmp_path_factory):
+def short_runs(cluster2, tmp_path_factory):
     """sync, topk 1% + EF and topk 1% without EF: same seed, steps, optimizer and lr."""
-    cfg = RunConfig(steps=STEPS, eval_every=STEPS // 4, runs_dir=str(tmp_path_factory.mktemp("runs"))).replace(**BASE)
+    cfg = RunConfig(steps=20, eval_every=20, runs_dir=str(tmp_path_factory.mktemp("runs"))).replace(**BASE)
     variants = {"sync": {}, "topk+ef": {"compressor": "topk", "ratio": 0.01, "error_feedback": True},
                 "topk": {"compressor": "topk", "ratio": 0.01, "error_feedback": False}}
     return {name: cluster2.train(cfg, **kw).wait(timeout=240) for name, kw in variants.items()}
 
 
-def test_topk_with_error_feedback_is_within_1_point_of_sync(accuracy_runs):
-    sync, ef = accuracy_runs["sync"].final("test_acc"), accuracy_runs["topk+ef"].final("test_acc")
-    assert sync >= 0.95, sync
-    assert ef >= sync - 0.01, f"topk 1% + EF {ef:.4f} vs sync {sync:.4f}"
-
-
-def test_topk_without_error_feedback_is_worse(accuracy_runs):
-    sync, ef, plain = (accuracy_runs[k].final("test_acc") for k in ("sync", "topk+ef", "topk"))
-    assert plain <= sync - 0.01, f"topk 1% without EF {plain:.4f} vs sync {sync:.4f}"
-    assert plain < ef, f"without EF {plain:.4f} should trail with EF {ef:.4f}"
-
-
-def test_recorded_compression_ratio_is_the_format_limit(accuracy_runs):
-    for name, run in accuracy_runs.items():
+def test_recorded_compression_ratio_is_the_format_limit(short_runs):
+    for name, run in short_runs.items():
         want = limit(run.cfg)  # once per run: it builds the model
         got = {r["compression_ratio"] for r in run.records}
         assert len(got) == 1 and got.pop() == pytest.approx(want, rel=1e-9), (name, want)
         # the CNN on 8x8 digits in fp32 (uncompressed sync adds one 4-byte arrival slot per worker)
         slots = 2 if run.cfg.strategy.compression.name == "none" else 0
         assert all(r["raw_bytes"] == 4 * (72_842 + slots) for r in run.records)
-    assert limit(accuracy_runs["topk"].cfg) == pytest.approx(50.03, abs=0.01)
+    assert limit(short_runs["topk"].cfg) == pytest.approx(50.03, abs=0.01)
     # the ledger: topk's payloads are all-gathered, (n-1) x payload each way with 2 workers
-    topk = accuracy_runs["topk+ef"].records
+    topk = short_runs["topk+ef"].records
     assert all(r["bytes_sent"] == r["payload_bytes"] == r["bytes_recv"] for r in topk)
 
 

@@ -153,10 +153,11 @@ def test_dead_worker_is_a_clear_error_within_seconds(cluster_factory, runs_dir):
 
 
 def test_resume_from_checkpoint_continues_exactly(cluster2, runs_dir):
-    """A run resumed from its checkpoint ends where an uninterrupted run ends (float64, no dropout)."""
+    """A run resumed from its checkpoint ends where an uninterrupted run ends (float64, dropout on:
+    the checkpoint carries each worker's RNG state, so the masks after the resume are the same)."""
     from lab.runs import Run
-    cfg = RunConfig(steps=40, checkpoint_every=20, runs_dir=runs_dir).replace(**{
-        "model.dtype": "float64", "model.dropout": 0.0})
+    cfg = RunConfig(steps=40, checkpoint_every=20, runs_dir=runs_dir).replace(**{"model.dtype": "float64"})
+    assert cfg.model.dropout > 0
     first = cluster2.train(cfg).wait(timeout=120)
     resumed = Run.resume_from(cluster2, first.path, steps=80).wait(timeout=120)
     assert min(r["step"] for r in resumed.records) == 40 and resumed.meta["resumed_at_step"] == 40

@@ -7,7 +7,7 @@ This package imports `lab`; `lab` never imports it.
 """
 from .dashboard import LiveDashboard
 
-__all__ = ["LiveDashboard", "StrategyPanel", "Arena"]
+__all__ = ["LiveDashboard", "StrategyPanel", "Arena", "SearchView"]
 
 
 def __getattr__(name):  # lazy, so `from widgets import LiveDashboard` stays light
@@ -17,4 +17,7 @@ def __getattr__(name):  # lazy, so `from widgets import LiveDashboard` stays lig
     if name == "Arena":
         from .arena import Arena
         return Arena
+    if name == "SearchView":   # lab.search's live view: learning curves, knobs against the result
+        from .search import SearchView
+        return SearchView
     raise AttributeError(name)

@@ -32,7 +32,8 @@ SCALE = {"": 1.0, "K": 1e-3, "m": 1e3}   # unit prefix -> factor applied for dis
 LINES = {
     "loss": (records.FIELDS["loss"].label, ("loss",), ""),
     "throughput": (records.FIELDS["throughput"].label, ("throughput",), ""),
-    "bytes": ("bytes per step (solid: sent, dotted: received)", ("bytes_sent", "bytes_recv"), "K"),
+    "bytes": ("bytes per step (solid: sent on the wire, framing included; dotted: received)",
+              ("wire_bytes_sent", "bytes_recv"), "K"),
 }
 BREAKDOWN = ("compute_s", "comm_s", "wait_s", "sim_link_s")   # stacked: where a step's time went
 BREAKDOWN_COLORS = ("#4c78a8", "#f58518", "#bab0ac", "#e45756")
@@ -210,6 +211,8 @@ class LiveDashboard(Displayable):
         c["step"].append(r["step"])
         c["t"].append(r["t"])
         c["bytes"].append(prev + (r.get("bytes_sent", 0) + r.get("bytes_recv", 0)) / 1e6)
+        if "wire_bytes_sent" not in r and "bytes_sent" in r:  # a run saved before the field existed
+            r = {**r, "wire_bytes_sent": r["bytes_sent"] + r.get("framing_bytes", 0)}
         for k in PLOTTED:
             v = r.get(k)
             c[k].append(np.nan if v is None else float(v))

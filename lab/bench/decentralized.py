@@ -39,14 +39,10 @@ def last_eval(outs, key: str) -> float:
     return [r for r in outs[0]["records"] if key in r][-1][key]
 
 
-def ledger_sent(trainer) -> int:
-    """Probe: the ledger's bytes sent at the end: the last step's (already in its record) plus `detach`'s."""
-    return trainer.ctx.comm.ledger.bytes_sent
-
-
 def end_bytes(outs) -> int:
-    """Bytes all workers sent after their last record (the strategy's `detach`)."""
-    return sum(o["probe"] - o["records"][-1]["bytes_sent"] for o in outs)
+    """Bytes all workers sent after their last record (the strategy's `detach`: the trainer puts
+    them in `after_last_step`)."""
+    return sum(o["after_last_step"].get("bytes_sent", 0) for o in outs)
 
 
 @benchmark("decentralized")
@@ -77,10 +73,9 @@ def decentralized(quick: bool = False) -> dict:
     if quick:
         lstm = lstm.replace(**{"data.seq_len": 32, "data.batch_size": 16})
     with Group(2, timeout=3600) as g:
-        sync = train(lstm.replace(**{"strategy.name": "sync"}), g, probe=ledger_sent)
+        sync = train(lstm.replace(**{"strategy.name": "sync"}), g)
         dil = train(lstm.replace(**{"strategy.name": "diloco", "strategy.period": period,
-                                    "strategy.outer_lr": 0.7, "strategy.outer_momentum": 0.9}), g,
-                    probe=ledger_sent)
+                                    "strategy.outer_lr": 0.7, "strategy.outer_momentum": 0.9}), g)
     ppl = {"sync": last_eval(sync, "perplexity"), "diloco": last_eval(dil, "perplexity")}
     bps = {"sync": bytes_per_sample(sync), "diloco": bytes_per_sample(dil)}
     with_end = {k: bps[k] + end_bytes(outs) / sum(r["n"] for o in outs for r in o["records"])

@@ -24,6 +24,12 @@ DOC = ROOT / "BENCHMARKS.md"
 BLOCK = re.compile(r"(<!-- bench (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /bench (?P=name) -->)", re.S)
 
 
+def _during(result) -> str:
+    """The load the machine carried while the bench ran (results saved since it is sampled)."""
+    d = result.get("load_during")
+    return f" ({d['min']:.1f} to {d['max']:.1f} during the run, mean {d['mean']:.1f})" if d else ""
+
+
 def block(name: str, result) -> str:
     """The generated text for one bench (ends with a newline)."""
     if result is None:
@@ -31,7 +37,7 @@ def block(name: str, result) -> str:
                 f"`python -m lab bench {name}` measures it.*\n")
     head = (f"`{result.get('command', 'python -m lab bench ' + name)}` — {result.get('date')}, "
             f"{result.get('machine')}, load average "
-            f"{', '.join(f'{x:.1f}' for x in result.get('load_average', []))} at the start, "
+            f"{', '.join(f'{x:.1f}' for x in result.get('load_average', []))} at the start{_during(result)}, "
             f"commit `{_short(result.get('commit', 'unknown'))}`, {result.get('seconds', 0):.0f} s.")
     out = [head, ""]
     if result.get("note"):

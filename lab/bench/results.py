@@ -36,6 +36,33 @@ def provenance(command: str) -> dict:
             "command": command}
 
 
+class LoadSampler:
+    """The machine's 1-minute load average sampled every `every` seconds while a bench runs: a
+    timing measured on a busy machine says so (`load_during`: min, mean, max)."""
+
+    def __init__(self, every: float = 10.0):
+        import threading
+        self.every, self.samples = every, [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lab-bench-load", daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.samples.append(os.getloadavg()[0])
+
+    def summary(self) -> dict:
+        return {"min": min(self.samples), "mean": sum(self.samples) / len(self.samples), "max": max(self.samples),
+                "samples": len(self.samples)}
+
+
 def save(result: dict, folder) -> Path:
     """Write `result` as `folder/NAME.json`; returns the path."""
     folder = Path(folder)

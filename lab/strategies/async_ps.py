@@ -41,6 +41,7 @@ class AsyncPS(Strategy):
     kind = "server"  # gradients go point to point to a server (compressors: lab.compression.wire)
     equals_sync = None     # with two or more workers, pushes interleave as threads happen to run
     deterministic = False
+    hosted_server = True   # the server thread's ledger is its own node (server_bytes_* in rank 0's records)
 
     def attach(self, model, optimizer):
         super().attach(model, optimizer)
@@ -56,7 +57,7 @@ class AsyncPS(Strategy):
         self.serving: Optional[Serving] = None    # rank 0 only, with two or more workers
         self.next_lag = 0          # clock lag of the parameters the next step computes on
         self.steps = 0             # this worker's steps since attach (its clock)
-        self.reported = (0, 0)     # the server's bytes already put in a record
+        self.reported = (0, 0, 0)  # the server's bytes (sent, received, framing) already put in a record
         if ctx.rank == 0:
             self.server = Server(ps, optimizer, ctx.world, 1.0 / ctx.world)
             if ctx.world > 1:
@@ -97,9 +98,10 @@ class AsyncPS(Strategy):
         if self.serving is None:
             return {}
         lg = self.serving.comm.ledger
-        sent, recv = lg.bytes_sent - self.reported[0], lg.bytes_recv - self.reported[1]
-        self.reported = (lg.bytes_sent, lg.bytes_recv)
-        return {"server_bytes_sent": sent, "server_bytes_recv": recv}
+        now = (lg.bytes_sent, lg.bytes_recv, lg.framing_bytes)
+        sent, recv, framing = (a - b for a, b in zip(now, self.reported))
+        self.reported = now
+        return {"server_bytes_sent": sent, "server_bytes_recv": recv, "server_framing_bytes": framing}
 
     def unreported(self) -> dict:
         return {k: v for k, v in self.server_bytes().items() if v}

@@ -20,6 +20,10 @@ What a strategy declares (class attributes, read instead of comparing names):
                    float64), e.g. {"period": 1}; {} when always; None when never
     deterministic  the same seeds give the same result (False where thread timing decides)
     traffic(rank, world, param_bytes)  the bytes it sends and receives per step uncompressed
+    hosted_server  a parameter server runs as a thread beside rank 0's worker with a ledger of its
+                   own (async, ssp): its bytes (`server_bytes_*` in rank 0's records) are a node of
+                   their own on the wire, not part of any worker's. Under `ps` the server *is* rank
+                   0's worker, so its bytes are already in that worker's ledger.
 """
 from __future__ import annotations
 
@@ -71,6 +75,7 @@ class Strategy:
     kind: ClassVar[str] = ""                   # one of KINDS
     equals_sync: ClassVar[Optional[dict]] = None
     deterministic: ClassVar[bool] = True
+    hosted_server: ClassVar[bool] = False
 
     @dataclass
     class Options:

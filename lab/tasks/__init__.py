@@ -67,3 +67,4 @@ def check_compatible(data: str, model: str) -> None:
 
 from . import classification, language  # noqa: E402,F401  (registers "digits", "cifar10" and "text")
 from . import cartpole  # noqa: E402,F401  (registers "cartpole", chapter 10)
+from . import talk  # noqa: E402,F401  (registers "cartpole_talk", chapter 10b)

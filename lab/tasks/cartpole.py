@@ -84,6 +84,16 @@ class ControlTask(Task):
         "episode_length": their mean return and length (only when some finished), "entropy": mean
         policy entropy}).
         """
+        obs, act, ret, n, extras = self.collect(model, batch)
+        loss, entropy = self.a2c_loss(model, obs, act, ret)
+        return loss, n, {**extras, "entropy": entropy}
+
+    def collect(self, model, batch):
+        """Step every environment `batch` times with the current model (no gradients).
+
+        Returns (observations (T*N, obs_dim), actions (T*N,), n-step returns (T*N,) as float32
+        arrays, env steps, {"episodes", and "episode_return" / "episode_length" when some ended}).
+        """
         if not self.envs:
             self._start(0)
         T, N, gamma = int(batch), self.cfg.n_envs, self.cfg.gamma
@@ -120,19 +130,25 @@ class ControlTask(Task):
         for t in reversed(range(T)):   # n-step discounted returns, cut at episode ends
             R = rew_buf[t] + gamma * (1.0 - done_buf[t]) * R
             returns[t] = R
-        logits, values = model(as_t(obs_buf.reshape(T * N, -1)))
-        ret = as_t(returns.reshape(-1))
-        dist = torch.distributions.Categorical(logits=logits)
-        advantage = (ret - values).detach()   # the critic only baselines the actor, no gradient through it
-        policy_loss = -(dist.log_prob(as_t(act_buf.reshape(-1)).long()) * advantage).mean()
-        value_loss = F.mse_loss(values, ret)
-        entropy = dist.entropy().mean()
-        loss = policy_loss + self.cfg.value_coef * value_loss - self.cfg.entropy_coef * entropy
-        extras: Dict[str, float] = {"episodes": len(finished), "entropy": entropy.item()}
+        extras: Dict[str, float] = {"episodes": len(finished)}
         if finished:
             extras["episode_return"] = float(np.mean(finished))
             extras["episode_length"] = float(np.mean(lengths))
-        return loss, T * N, extras
+        return obs_buf.reshape(T * N, -1), act_buf.reshape(-1), returns.reshape(-1), T * N, extras
+
+    def a2c_loss(self, model, obs, act, ret):
+        """(the A2C loss on transitions (obs, act, n-step return), its mean entropy as a float)."""
+        p = next(model.parameters())
+        as_t = lambda x: torch.as_tensor(x).to(p.device, p.dtype)
+        logits, values = model(as_t(obs))
+        ret = as_t(ret)
+        dist = torch.distributions.Categorical(logits=logits)
+        advantage = (ret - values).detach()   # the critic only baselines the actor, no gradient through it
+        policy_loss = -(dist.log_prob(as_t(act).long()) * advantage).mean()
+        value_loss = F.mse_loss(values, ret)
+        entropy = dist.entropy().mean()
+        loss = policy_loss + self.cfg.value_coef * value_loss - self.cfg.entropy_coef * entropy
+        return loss, entropy.item()
 
     @torch.no_grad()
     def evaluate(self, model) -> Dict[str, float]:
