@@ -4,8 +4,8 @@ Strategies and compressors never call `torch.distributed` directly: they call `C
 (1) runs the collective on the cluster's process group, (2) charges the bytes each worker sends
 and receives according to the collective's algorithm, (3) times it as communication (or, for
 barriers, as waiting), and (4) if a simulated link is configured, sleeps for the transfer time
-that link would need and records it separately as `sim_link_s` (simulated, never mixed with
-measured time).
+that link would need for the algorithm's bytes plus the transport's framing, and records it
+separately as `sim_link_s` (simulated, never mixed with measured time).
 
 Byte formulas (n workers, a payload of B bytes per worker), the standard costs of each algorithm:
     ring all-reduce        sent = recv = 2 (n-1)/n * B        in 2 (n-1) messages
@@ -100,9 +100,14 @@ class Comm:
         lg.framing_bytes += messages * self.framing[0]
         lg.comm_s += seconds
         if self.link.active and messages and simulate:
-            sim = self.link.seconds(int(sim_bytes if sim_bytes is not None else sent), messages)
+            sim = self.link_seconds(int(sim_bytes if sim_bytes is not None else sent), messages)
             time.sleep(sim)  # a simulated link really costs wall time, so time-to-accuracy shows it
             lg.sim_link_s += sim
+
+    def link_seconds(self, nbytes: int, messages: int = 1) -> float:
+        """What the simulated link charges for `nbytes` of the algorithm's in `messages` messages: the
+        transport's framing travels too (a payload-light compressor would otherwise look faster than it is)."""
+        return self.link.seconds(nbytes + messages * self.framing[0], messages)
 
     def note_payload(self, payload: int, raw: int):
         """Record the bytes handed to collectives against the fp32 size they stand for."""
@@ -235,7 +240,7 @@ class Comm:
         t0 = time.perf_counter()
         work = dist.isend(t, group=self.group, tag=tag, group_dst=dst)
         self._charge(nbytes(t), 0, 1, time.perf_counter() - t0, simulate=False)  # slept in wait()
-        sim = self.link.seconds(nbytes(t), 1) if self.link.active else 0.0
+        sim = self.link_seconds(nbytes(t), 1) if self.link.active else 0.0
         return Pending(self, work, sim)
 
     def irecv(self, t: torch.Tensor, src: int, tag: int = 0) -> "Pending":

@@ -34,7 +34,11 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-from .pids import pid_alive
+if __package__:
+    from .pids import pid_alive
+else:  # the reaper runs this file as a script (`python -I -S lab/hosts.py --reap ...`): pids.py is beside it
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from pids import pid_alive
 
 PREFIX = "lab"
 NET = ipaddress.ip_network("198.18.0.0/15")

@@ -7,7 +7,8 @@ import time
 import psutil
 import pytest
 
-from lab.cluster import Cluster, _pid_alive
+from lab.cluster import Cluster
+from lab.pids import pid_alive
 from lab.config import RunConfig
 
 
@@ -39,7 +40,7 @@ def test_start_gives_ranks_threads_and_process_group(cluster_factory):
     bigger = Cluster.start(3, cluster_id="t-start")
     assert bigger is not c and bigger.workers == 3
     time.sleep(1)
-    assert not any(_pid_alive(p) for p in old)
+    assert not any(pid_alive(p) for p in old)
     bigger.stop()
 
 
@@ -56,9 +57,9 @@ def test_stop_leaves_no_process(cluster_factory):
     assert len(pids) >= 3
     c.stop()
     deadline = time.time() + 10
-    while time.time() < deadline and any(_pid_alive(p) for p in pids):
+    while time.time() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.2)
-    assert not any(_pid_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
 
 
 def _python(code, timeout=120):
@@ -90,13 +91,13 @@ def test_attach_to_a_cluster_started_with_ipcluster(tmp_path, runs_dir):
         run = c.train(RunConfig(steps=30, runs_dir=runs_dir)).wait(timeout=120)
         assert run.summary()["steps"] == 30
         c.stop()  # lets go; the cluster's owner stops it
-        assert all(_pid_alive(p) for p in c.pids)
+        assert all(pid_alive(p) for p in c.pids)
     finally:
         subprocess.run([ipcluster, "stop", f"--profile-dir={prof}", "--cluster-id=ext"], capture_output=True, timeout=60)
     deadline = time.time() + 15
-    while time.time() < deadline and any(_pid_alive(p) for p in c.pids):
+    while time.time() < deadline and any(pid_alive(p) for p in c.pids):
         time.sleep(0.2)
-    assert not any(_pid_alive(p) for p in c.pids)
+    assert not any(pid_alive(p) for p in c.pids)
 
 
 def test_crashed_notebook_leaves_nothing_running():
@@ -109,6 +110,6 @@ def test_crashed_notebook_leaves_nothing_running():
     pids = [int(x) for x in out.stdout.split()]
     assert len(pids) == 3, out.stderr[-2000:]
     deadline = time.time() + 30
-    while time.time() < deadline and any(_pid_alive(p) for p in pids):
+    while time.time() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.5)
-    assert not any(_pid_alive(p) for p in pids), "engines or controller outlived the crashed kernel"
+    assert not any(pid_alive(p) for p in pids), "engines or controller outlived the crashed kernel"

@@ -97,6 +97,14 @@ def test_ledger_single_worker_sends_nothing():
     assert c.ledger.bytes_sent == 0 and c.ledger.messages == 0 and torch.equal(t, torch.ones(1000))
 
 
+def test_the_simulated_link_charges_the_framing_too():
+    """A payload-light message still carries the transport's ~290 B on gloo: the link charges them."""
+    from lab.comm import FRAMING, Comm
+    comm = Comm(0, 2, link=LinkConfig(bandwidth_mbps=8))
+    per_message = FRAMING["gloo"][0]
+    assert comm.link_seconds(1000, messages=2) == pytest.approx((1000 + 2 * per_message) * 8 / 8e6)
+
+
 def test_simulated_link_seconds():
     link = LinkConfig(bandwidth_mbps=8, latency_ms=2)
     assert link.seconds(1_000_000, messages=3) == pytest.approx(1.0 + 0.006)

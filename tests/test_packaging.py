@@ -43,3 +43,13 @@ def test_notebooks_hold_no_outputs():
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         cells = json.loads(nb.read_text())["cells"]
         assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code"), f"{nb.name} has saved outputs"
+
+
+def test_notebooks_are_valid_nbformat_with_cell_ids():
+    """nbformat 4.5 wants an id on every cell (a missing one is a warning today, an error tomorrow)."""
+    import nbformat
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        node = nbformat.reads(nb.read_text(), as_version=nbformat.NO_CONVERT)
+        nbformat.validate(node)
+        ids = [c.get("id") for c in node.cells]
+        assert all(ids) and len(set(ids)) == len(ids), f"{nb.name}: every cell needs its own id"

@@ -105,7 +105,8 @@ def measure(run, shapes) -> dict:
         "payload B/step": sum(r["payload_bytes"] for r in recs) / n,
         "ratio": sum(r["raw_bytes"] for r in recs) / max(1, sum(r["payload_bytes"] for r in recs)),
         "limit": limit(run.cfg, shapes),
-        "wire B/worker/step": sum(r["bytes_sent"] for r in recs) / n,
+        "algorithm B/worker/step": sum(r["bytes_sent"] for r in recs) / n,
+        "wire B/worker/step": sum(r["bytes_sent"] + r["framing_bytes"] for r in recs) / n,  # framing included
         "s/step": max(r["t"] for r in run.records) / steps,
         "steps": steps,
         "test_acc": run.final("test_acc"),
@@ -252,7 +253,8 @@ def _seed_diffs(m: dict, ref: dict):
 _NOTE = ("SGD momentum lr 0.05 (LSTM: lr 0.5, batch 16), 10% linear warm-up then cosine to 0; CNN rows with "
          "2 workers on loopback: mean over seeds 0-2 (full run); batch 32/worker, digits CNN (72,842 params) and "
          "char-LSTM on pydoc text. payload = bytes handed to collectives; ratio = fp32 / payload (limit: "
-         "payload_ratio on the layer shapes); wire = ledger bytes sent per worker per step (algorithm formulas; "
-         "gloo adds ~290 B framing per message, see tests/test_wire_bytes.py). Link rows use a SIMULATED link "
-         "(transfer time slept) and stop at 95%. Crossover: bandwidth below which the compressor reaches 95% "
+         "payload_ratio on the layer shapes); algorithm = ledger bytes sent per worker per step (the collectives' "
+         "formulas); wire = algorithm + gloo's framing (~290 B per message, checked against the kernel's counters "
+         "in tests/test_wire_bytes.py). Link rows use a SIMULATED link (transfer time of the wire bytes slept) "
+         "and stop at 95%. Crossover: bandwidth below which the compressor reaches 95% "
          "sooner than fp32 sync (inf: at any bandwidth; 0: never). 2 shared CPU cores: timings are noisy.")

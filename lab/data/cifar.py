@@ -58,7 +58,7 @@ def read_batch(file: str) -> dict:
             d = _NumpyOnly(f, encoding="bytes").load()  # the official files are Python 2 pickles
         d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
     except Exception as e:  # truncated, not a pickle, wrong content: all mean "get a fresh copy"
-        raise LabError(f"{file} is not a readable CIFAR-10 batch ({type(e).__name__}: {str(e)[:80]}); download it again") from None
+        raise LabError(f"{file} is not a readable CIFAR-10 batch ({type(e).__name__}: {' '.join(str(e).split())[:80]}); download it again") from None
     return d
 
 
