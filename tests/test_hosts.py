@@ -196,6 +196,20 @@ def test_a_shaped_link_slows_a_transfer_and_changes_live(hcluster):
     assert hcluster.net.rates == [10.0, 10.0]
 
 
+def _with_env(marker: bytes) -> list:
+    """Live processes whose environment holds `marker` (a variable=value this test set)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                env = open(f"/proc/{d}/environ", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if marker in env and pid_alive(int(d)):
+                out.append(int(d))
+    return out
+
+
 def test_attach_by_connection_file_across_hosts(hcluster, tmp_path):
     """A controller started by hand (ipcontroller on the bridge, an ipengine in each host)."""
     from lab.cluster import Cluster
@@ -204,8 +218,10 @@ def test_attach_by_connection_file_across_hosts(hcluster, tmp_path):
     for k in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
         env.pop(k, None)
     log = open(tmp_path / "log", "w")
+    # each in a session of its own, so the controller's scheduler processes go with it at the end
     procs = [subprocess.Popen([sys.executable, "-m", "ipyparallel.controller", f"--ip={net.bridge_addr}",
-                               f"--profile-dir={prof}", "--log-level=40"], env=env, stdout=log, stderr=log)]
+                               f"--profile-dir={prof}", "--log-level=40"], env=env, stdout=log, stderr=log,
+                              start_new_session=True)]
     try:
         ctl_file, eng_file = prof / "security" / "ipcontroller-client.json", prof / "security" / "ipcontroller-engine.json"
         t0 = time.time()
@@ -214,7 +230,7 @@ def test_attach_by_connection_file_across_hosts(hcluster, tmp_path):
         for h in net:
             procs.append(subprocess.Popen(h.exec_prefix() + [sys.executable, "-m", "ipyparallel.engine",
                                                              f"--file={eng_file}", "--log-level=40"],
-                                          env=env, stdout=log, stderr=log))
+                                          env=env, stdout=log, stderr=log, start_new_session=True))
         c = Cluster.attach(connection_file=str(ctl_file), workers=2, device="cpu", timeout_s=120)
         try:
             assert [d["world"] for d in c.infos] == [2, 2] and c.healthy()
@@ -225,9 +241,17 @@ def test_attach_by_connection_file_across_hosts(hcluster, tmp_path):
             c.stop()
     finally:
         for p in procs[::-1]:
-            p.kill()
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             p.wait()
         log.close()
+    marker = b"IPYTHONDIR=" + str(tmp_path / "ipy").encode()
+    t0 = time.time()
+    while _with_env(marker) and time.time() - t0 < 10:
+        time.sleep(0.2)
+    assert not _with_env(marker), "a process of the hand-started cluster outlived the test"
     with pytest.raises(ConfigError):
         Cluster.attach(connection_file=str(tmp_path / "missing.json"))
 
