@@ -103,8 +103,26 @@ def render(nb, out_html, plotly_src: str = PLOTLY_FILE, title: Optional[str] = N
             write_plotlyjs(lib)
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
+    body = share_styles(body, out_html.parent)
     out_html.write_text(body, encoding="utf-8")
     return {"path": out_html, "title": title, "figures": figures, "bytes": len(body)}
+
+
+STYLE_FILE = "lab.css"
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
+
+
+def share_styles(page: str, folder) -> str:
+    """The template's styles (~260 kB, the same on every page) go to one `lab.css` beside the pages,
+    as plotly.js does; the page links it. Writes the file if it is missing."""
+    css = "\n".join(_STYLE.findall(page))
+    if not css:
+        return page
+    path = Path(folder) / STYLE_FILE
+    if not path.exists() or path.read_text(encoding="utf-8") != css:
+        path.write_text(css, encoding="utf-8")
+    page = _STYLE.sub("", page)
+    return page.replace("</head>", f'<link rel="stylesheet" href="{STYLE_FILE}">\n</head>', 1)
 
 
 def write_plotlyjs(path) -> Path:
