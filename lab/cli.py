@@ -88,9 +88,15 @@ def format_summary(s: dict) -> str:
     for k in records.held_out():
         if k in s:
             lines.append(f"  final {k:<10} {s[k]:.4f}")
+    from .devices import na
+    if s.get("data_plane"):
+        lines.append(f"  data plane: {s['data_plane']}")
     for r, w in s["per_worker"].items():
         lines.append(f"  worker {r}: {w['throughput']:8.1f} {s['unit']}/s   "
                      f"{w['bytes_sent_per_step'] / 1e3:9.1f} kB sent/step   {w['bytes_recv_per_step'] / 1e3:9.1f} kB recv/step")
+        if "device" in w:  # a GPU's memory and load; n/a on the CPU, never invented
+            lines.append(f"    on {w['device']} ({w['device_name']}): memory {na(w['mem_mb'])} MB, "
+                         f"peak {na(w['mem_peak_mb'])} MB, utilisation {na(w['util_pct'])} %")
     # the wire by node: algorithm bytes + the transport's framing; a hosted server (async / ssp serve
     # from a thread beside worker 0) is a node of its own; under ps worker 0 *is* the server
     wire = s["wire"]
@@ -98,6 +104,9 @@ def format_summary(s: dict) -> str:
         lines.append(f"  wire, {n['node']:<26} {n['wire_per_step'] / 1e3:9.1f} kB sent/step "
                      f"({n['framing'] / max(1, n['wire']):.0%} framing)")
     lines.append(f"  wire, every node: {wire['per_sample']:.0f} B per {s['unit'].rstrip('s') or 'sample'}")
+    for m in s.get("membership", []):   # an elastic run's workers changed (lab.elastic)
+        who = (f"worker(s) {m['left']} left" if m["left"] else "") + (f"worker(s) {m['joined']} joined" if m["joined"] else "")
+        lines.append(f"  step {m['step']}: {who}, {m['workers']} workers on, {m.get('steps_lost') or 0} step(s) lost")
     return "\n".join(lines)
 
 
@@ -203,7 +212,7 @@ def cmd_bench(a) -> int:
     result = {"name": a.name, "quick": a.quick} | provenance(command)
     t0 = time.time()
     with LoadSampler() as load:
-        result |= fn(quick=a.quick)
+        result |= fn(quick=a.quick, **bench_options(fn, a))
     result["seconds"] = time.time() - t0
     result["load_during"] = load.summary()
     targets = [t for t in result.get("targets", []) if isinstance(t, Target)]
@@ -218,6 +227,22 @@ def cmd_bench(a) -> int:
         print(f"bench {a.name}: {len(missed)} target(s) missed: {'; '.join(missed)}", file=sys.stderr)
         return 1
     return 0
+
+
+BENCH_OPTIONS = ("device", "batch", "optimizer")
+
+
+def bench_options(fn, a) -> dict:
+    """The bench options given on the command line, as keyword arguments of the bench that takes them
+    (one line for an option this bench does not have)."""
+    import inspect
+    from .errors import ConfigError
+    given = {k: getattr(a, k, None) for k in BENCH_OPTIONS if getattr(a, k, None) is not None}
+    takes = inspect.signature(fn).parameters
+    for k in given:
+        if k not in takes:
+            raise ConfigError(f"--{k}", f"left out for bench {a.name} (it has no such option)", given[k])
+    return given
 
 
 def cmd_chapters(a) -> int:
@@ -269,6 +294,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", default=None, help="folder for NAME.json (default: bench-results/ for a full run)")
     p.add_argument("--report", action="store_true", help="render BENCHMARKS.md from the saved results")
+    p.add_argument("--device", default=None, help="sync-vs-ddp: cpu, cuda (a GPU per worker), cuda-shared (the "
+                   "workers on one GPU) or all (default: cpu, plus GPU rows: measured where a GPU is, else 'not measured')")
+    p.add_argument("--batch", default=None, help="sync-vs-ddp: batch size per worker, or several, e.g. 32,128,256")
+    p.add_argument("--optimizer", default=None, help="sync-vs-ddp: sgd, momentum or adam (default adam)")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("search", help="hyperparameter search: trials on engine groups at once (grid, random, ASHA)")
     from . import search as _search

@@ -96,7 +96,9 @@ class Cluster:
 
         Args:
             workers: number of workers (engines), >= 1.
-            device: "auto" (a GPU per worker, `rank mod n_gpus`, when CUDA exists), "cpu" or "cuda".
+            device: "auto" (a GPU per worker, `rank mod n_gpus`, when CUDA exists), "cpu", "cuda", or
+                "cuda:N" (every worker on GPU N). Asking for a GPU this machine lacks is a one-line
+                ConfigError before anything starts (lab.devices.check_request).
             threads: torch threads per worker; default: the machine's cores / workers.
             cluster_id: names the cluster, so a restarted kernel finds it again.
             host: the address everything listens on; loopback unless you ask otherwise.
@@ -112,7 +114,8 @@ class Cluster:
         """
         check(isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 256,
               "workers", "an integer in [1, 256]", workers)
-        check(device in ("auto", "cpu", "cuda"), "device", "one of auto, cpu, cuda", device)
+        from .devices import check_request
+        check_request(device)   # "cuda" without CUDA, a GPU index out of range: one line, nothing started
         check(threads is None or (isinstance(threads, int) and threads >= 1), "threads", "an integer >= 1 or None", threads)
         check(isinstance(timeout_s, (int, float)) and 1 <= timeout_s <= 3600, "timeout_s", "a number in [1, 3600]", timeout_s)
         check(isinstance(hosts, int) and not isinstance(hosts, bool) and 0 <= hosts <= workers, "hosts",
@@ -165,6 +168,7 @@ class Cluster:
                 ids = sorted(ids, key=lambda e: (index.get(where[e], len(index)), e))
                 host = net[0].addr
             self = cls(client, ipp_cluster, ids, cluster_id=cluster_id, lease=lease, timeout_s=timeout_s)
+            self.grace_s = grace_s   # (engines added later, lab.elastic.add_workers, watch the lease as long)
             if net is not None:
                 self.net, self._rank_host = net, [index.get(where[e]) for e in ids]
             self._call_all("start_watchdog", [(str(lease.path), grace_s, pid if r == 0 else None)
@@ -258,17 +262,16 @@ class Cluster:
     def _setup(self, device, threads, host):
         n = self.workers
         infos = self._call_all("info", [()] * n)
+        from .devices import placement
         gpus = min(d["cuda"] for d in infos)
-        use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
-        if use_gpu and gpus == 0:
-            raise WorkerError("device='cuda' was asked for but the engines see no GPU")
+        if device.startswith("cuda") and gpus == 0:
+            raise WorkerError(f"device={device!r} was asked for but the engines see no GPU")
         # engines on one host share its cores; several hosts each have their own
         per_host = {}
         for d in infos:
             per_host[d["host"]] = per_host.get(d["host"], 0) + 1
         cores = os.cpu_count() or 1
-        devices = [f"cuda:{r % gpus}" if use_gpu else "cpu" for r in range(n)]
-        backend = "nccl" if use_gpu and n <= gpus else "gloo"
+        devices, backend = placement(device, n, gpus)  # NCCL when each worker owns a GPU, else gloo
         port = self.view.client[self.engine_ids[0]].apply_async(_call, "listen_port", host).get(timeout=self.timeout_s)
         args = [(r, n, host, port, devices[r], threads or max(1, cores // per_host[infos[r]["host"]]),
                  backend, self.timeout_s) for r in range(n)]
@@ -317,6 +320,13 @@ class Cluster:
     def host_of(self, rank: int):
         """The lab.hosts.Host worker `rank` runs on (None on a cluster without hosts)."""
         return self.net[self._rank_host[rank]] if self.net is not None else None
+
+    def add_workers(self, k: int = 1, run=None) -> List[int]:
+        """Start `k` more workers (engines on this machine): they join `run`, an elastic run going on,
+        at its next step with state from a live peer (`lab.elastic`), or with no run the cluster's
+        process group at once. Returns their ranks."""
+        from .membership import add_workers
+        return add_workers(self, k, run)
 
     def kill_worker(self, rank: int) -> None:
         """Fault injection (chapter 11, tests): worker `rank`'s engine dies at once, as in a crash."""
@@ -367,6 +377,8 @@ class Cluster:
         cfg = (cfg or RunConfig()).replace(**changes)
         check(not getattr(self, "groups", None), "cluster", "not split: train on its groups, or cluster.merge() first",
               f"split into {len(getattr(self, 'groups', None) or ())} groups")
+        from .fit import check_run_fits
+        check_run_fits(cfg, self.infos)  # workers sharing a GPU must fit in it: one line, before anything starts
         return Run.start(self, cfg)
 
     def split(self, groups):
@@ -390,6 +402,7 @@ class Cluster:
         Cluster._live.pop(self.cluster_id, None)
         if self.lease is not None:
             self.lease.close()
+        self._rendezvous = None   # the notebook-hosted store of elastic runs (lab.elastic), if any
         try:
             self.client.close()
         except Exception:

@@ -39,6 +39,12 @@ def user_changes(record: dict) -> dict:
     out: dict = {}
     for part in ch if isinstance(ch, list) else [ch]:
         out.update({k: v for k, v in part.items() if not k.startswith("_")})
+    m = record.get("membership")   # an elastic run's workers changed here (lab.elastic): marked the same way
+    if m:
+        out["workers"] = m["workers"]
+        out.update({k: m[k] for k in ("left", "joined") if m.get(k)})
+        if m.get("steps_lost"):
+            out["steps lost"] = m["steps_lost"]
     return out
 
 

@@ -89,6 +89,9 @@ class OptimConfig:
                          live=True)
     warmup_steps: int = knob(0, "linear lr warm-up from lr/warmup_steps before the schedule", range=(0, None),
                              live=True)
+    scale_lr: str = knob("none", "large batches: linear multiplies lr by the global batch (batch_size x workers) "
+                         "/ base_batch (Goyal et al. 2017; pair it with warmup_steps)", choices=("none", "linear"))
+    base_batch: int = knob(32, "the global batch lr was tuned for (scale_lr linear)", range=(1, None))
 
     def validate(self):
         knobs.validate(self)
@@ -120,6 +123,10 @@ class StrategyConfig(StrategyCommon):
             ok = [n for n in COMPRESSORS.names() if getattr(COMPRESSORS.get(n), "shape_ctx", True)]
             allowed = f"one of {', '.join(ok)} with strategy {self.effective()} (a server decodes each worker's payload)"
             check(cc.name in ok, "compressor", allowed, cc.name)
+            fold = getattr(COMPRESSORS.get(cc.name), "vector_needs_global", False)
+            check(not fold or cc.scope == "global", "strategy.compression.scope",
+                  f'"global" for {cc.name} with strategy {self.effective()} (a server receives one flat gradient, '
+                  'which per layer would travel uncompressed)', cc.scope)
 
     def effective(self) -> str:
         """The strategy that really runs: `base` for `compressed`, else `name`."""
@@ -146,6 +153,10 @@ class RunConfig:
     slowdown: List[float] = knob([], "per-worker slow-down factors, one per worker, e.g. 1,3", range=(1, 100),
                                  live=True, note="1 = full speed")
     checkpoint_every: int = knob(100, "steps between checkpoints fetched into runs/<id>/", range=(1, None), live=True)
+    elastic: bool = knob(False, "a dead worker does not end the run: the others re-form the group, roll back to "
+                                "their last common state and go on (sync, local, ps; lab.elastic)")
+    min_workers: int = knob(1, "an elastic run stops with an error once fewer workers than this are left",
+                            range=(1, 256))
     name: str = knob("", "a label for plots and the arena")
     runs_dir: str = knob("runs", "where runs are saved")
 
@@ -157,6 +168,9 @@ class RunConfig:
             check(len(self.slowdown) == workers, "slowdown", f"a list of {workers} factors (one per worker)", list(self.slowdown))
         from .tasks import check_compatible
         check_compatible(self.data.name, self.model.name)
+        if self.elastic or self.min_workers != 1:
+            from .elastic import check_config
+            check_config(self, workers)
         return self
 
     def slowdown_of(self, rank: int) -> float:

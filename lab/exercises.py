@@ -186,6 +186,27 @@ def _(answer):
     return close(as_number(answer), _topk_payload_bytes(100_000, 0.01), rel=1e-6)
 
 
+def _link_seconds(n: int, B: float, mbps: float) -> float:
+    """What a link of `mbps` costs one worker of a ring all-reduce of B bytes: the ring's bytes
+    (`lab.ring.simulate`) at the link's rate (`lab.link.LinkConfig`), framing left out."""
+    from .link import LinkConfig
+    return LinkConfig(bandwidth_mbps=mbps).seconds(int(round(_ring_bytes_sent(n, B))), messages=0)
+
+
+@exercise("07b.link-seconds",
+          "Four hosts on 10 Mbit/s links train with fp32 sync; the gradients are B = 291,368 bytes. How many "
+          "seconds per step does the link alone cost each worker (one ring all-reduce, the transport's "
+          "framing left out)? Answer with a function of (n, B, mbps), or with the number for n = 4, "
+          "B = 291,368, mbps = 10.",
+          hints=["First the bytes each worker sends in a ring all-reduce (chapter 04).",
+                 "A link of R Mbit/s moves R * 1e6 bits a second; a byte is 8 bits.",
+                 "Sends and receives go both ways at once on a full-duplex link: count only what one worker sends."],
+          form="a number or a function f(n, B, mbps)")
+def _(answer):
+    return number_or_function(answer, _link_seconds, points=[(2, 8000.0, 1.0), (3, 9000.0, 100.0)],
+                              given=(4, 291_368, 10.0))
+
+
 def _talk_bytes_sent(n: int, T: int, N: int, d: int) -> float:
     """Bytes one agent of chapter 10b sends per step: the size of `lab.tasks.talk.pack`'s message, to n - 1 peers."""
     import numpy as np
@@ -340,3 +361,32 @@ def _(answer):
         mid = (lo * hi) ** 0.5
         lo, hi = (mid, hi) if t(200, 8, mid) > t(300, 0.2, mid) else (lo, mid)
     return close(as_number(answer), lo, rel=1e-3)
+
+
+@exercise("13.ring-seconds",
+          "With the alpha-beta model, how many seconds per step does a ring all-reduce of B = 4,000,000 bytes "
+          "take over n = 8 workers, with alpha = 0.0001 s per message and beta = 12,500,000 bytes/s? Answer "
+          "with the number, or a function of (n, B, alpha, beta).",
+          hints=["Count the ring's messages per worker per step, and its bytes per worker (chapter 13's table).",
+                 "time = alpha x messages + bytes / beta, with 2(n-1) messages and 2(n-1)/n x B bytes."],
+          form="a number or a function f(n, B, alpha, beta)")
+def _(answer):
+    from .costmodel import AlphaBeta
+    truth = lambda n, B, alpha, beta: AlphaBeta(alpha, beta).predict("ring", int(n), B)
+    return number_or_function(answer, truth, points=[(2, 1000.0, 0.001, 1e6), (5, 8e6, 0.0, 1e9)],
+                              given=(8, 4e6, 1e-4, 12.5e6), rel=1e-6)
+
+
+@exercise("14.asha-steps",
+          "Successive halving with 27 trials of 90 steps each, rungs at 10, 30 and 90 steps, reduction "
+          "factor 3: at each rung only the best third go on, and every trial stops exactly at its rung. "
+          "How many steps do all the trials train together (a full grid would train 27 x 90 = 2430)?",
+          hints=["27 trials train to the first rung; how many of them train on to the second, and to the third?",
+                 "Add up: 27 trials x 10 steps, then 9 trials x (30 - 10) more, then 3 trials x (90 - 30) more."])
+def _(answer):
+    trials, rungs, eta = 27, (10, 30, 90), 3
+    total, alive, done = 0, trials, 0
+    for r in rungs:
+        total += alive * (r - done)
+        alive, done = alive // eta, r
+    return close(as_number(answer), total, rel=0, abs_=1e-9)

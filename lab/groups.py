@@ -37,8 +37,10 @@ def join(groups: List[List[int]], timeout_s: float) -> dict:
     td = datetime.timedelta(seconds=timeout_s)
     for i, ranks in enumerate(groups):   # every rank, every group, the same order
         pg = dist.new_group(ranks, timeout=td)
+        control = worker.make_groups(timeout_s, pg, ranks)  # its gloo control plane (lab.comm)
         if me in ranks:
-            mine = {"index": i, "rank": ranks.index(me), "world": len(ranks), "pg": pg, "ranks": list(ranks)}
+            mine = {"index": i, "rank": ranks.index(me), "world": len(ranks), "pg": pg, "ranks": list(ranks),
+                    "control": control}
     worker.STATE["group"], worker.STATE["split"] = mine, True
     return {"group": None if mine is None else mine["index"], "rank": None if mine is None else mine["rank"]}
 

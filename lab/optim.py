@@ -4,6 +4,9 @@ Optimizer state survives strategy switches. A schedule is a factor of the step (
 or a live change of `lr`, lands on the same curve): lr(step) = optim.lr * SCHEDULES[name](step, steps,
 warmup). `constant` (the default), `cosine` (to 0 at the last step, as torch's CosineAnnealingLR
 with T_max = steps) and `linear` (to 0), each after `warmup_steps` of linear warm-up.
+Large batches (chapter 13): `scale_lr = "linear"` multiplies lr by global batch / `base_batch`
+(the linear scaling rule of Goyal et al. 2017, the global batch being batch_size x workers: one
+update of sync or ps averages that many samples); pair it with `warmup_steps`.
 """
 from __future__ import annotations
 
@@ -45,9 +48,30 @@ def linear(step: int, steps: int, warmup: int = 0) -> float:
     return 1.0 - (step - warmup) / max(1, steps - warmup)
 
 
-def lr_at(cfg, step: int, steps: int) -> float:
-    """The learning rate at `step` of a run of `steps` under OptimConfig `cfg`."""
-    return cfg.lr * SCHEDULES.get(cfg.schedule)(step, steps, cfg.warmup_steps)
+SCALINGS = Registry("scale_lr")  # name -> f(global_batch, base_batch) -> factor on lr
+SCALINGS.register("none")(lambda global_batch, base_batch: 1.0)
+# Goyal et al. 2017, "Accurate, Large Minibatch SGD": k times the batch, k times the learning rate
+# (with a warm-up, since the first steps cannot take the full k-fold lr)
+SCALINGS.register("linear")(lambda global_batch, base_batch: global_batch / base_batch)
+
+
+def scaled_lr(cfg, global_batch: int = None) -> float:
+    """`cfg.lr` under `cfg.scale_lr` for a global batch (per-worker batch x workers; None: unscaled).
+
+    Example (chapter 13): base lr 0.05 tuned at a batch of 32, 8 workers of 32 each:
+        >>> from lab.config import OptimConfig
+        >>> scaled_lr(OptimConfig(lr=0.05, scale_lr="linear", base_batch=32), 8 * 32)
+        0.4
+    """
+    if global_batch is None:
+        return cfg.lr
+    return cfg.lr * SCALINGS.get(cfg.scale_lr)(global_batch, cfg.base_batch)
+
+
+def lr_at(cfg, step: int, steps: int, global_batch: int = None) -> float:
+    """The learning rate at `step` of a run of `steps` under OptimConfig `cfg`, scaled for
+    `global_batch` (samples per step over all workers) when `cfg.scale_lr` says so."""
+    return scaled_lr(cfg, global_batch) * SCHEDULES.get(cfg.schedule)(step, steps, cfg.warmup_steps)
 
 
 def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:

@@ -73,6 +73,8 @@ def _child(rank, world, port, jobs, results, timeout_s):
             store = dist.TCPStore("127.0.0.1", port.value, world, is_master=False, timeout=td)
         STORE["store"] = store
         dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=td)
+        from lab.comm import register_control  # the control plane beside it, as lab.worker.make_groups
+        register_control(None, dist.new_group(backend="gloo", timeout=td))
         import lab.train  # noqa: F401  (warm: every job after the first starts at once)
         results.put((rank, -1, True, b""))
         parent = os.getppid()

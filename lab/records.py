@@ -67,6 +67,8 @@ declare("unit", "", None, "what `n` counts: samples, tokens or env_steps")
 declare("strategy", "", None, "the strategy that ran this step")
 declare("compressor", "", None, "the gradient compressor that ran this step")
 declare("changes", "", None, "live changes that took effect at this step (`lab.runs.Run.set`)")
+declare("membership", "", None, "the workers changed before this step (elastic runs, `lab.elastic`): "
+        "generation, workers, who left or joined, steps lost, recovery seconds")
 # -- training -------------------------------------------------------------------------------------
 declare("loss", "", "lower", "training loss on this worker's batch", label="training loss")
 declare("n", "{unit}", None, "samples, tokens or environment steps this worker processed this step")
@@ -85,6 +87,9 @@ declare("wire_bytes_sent", "B", "lower", "bytes this worker put on the wire: the
         label="bytes on the wire", counter=True)
 declare("messages", "", "lower", "messages (collective calls and sends) this worker issued", counter=True)
 declare("comm_s", "s", "lower", "measured time inside collectives and sends", label="communication", counter=True)
+declare("overlap_s", "s", None, "time all-reduces were in flight while backward still computed (sync's overlap): "
+        "hidden behind compute, so not part of comm_s nor of the step's time", label="communication, overlapped",
+        counter=True)
 declare("wait_s", "s", "lower", "measured time blocked waiting for other workers", label="waiting", counter=True)
 declare("sim_link_s", "s", "lower", "SIMULATED transfer time charged by the link model (never measured)",
         label="link (SIMULATED)", counter=True)

@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional
 
 from . import checkpoints, provenance, records
 from .config import RunConfig, set_path
+from .devices import device_summary
 from .errors import WorkerError
 from .remote import call as _call
 
@@ -113,7 +114,9 @@ class RunData:
                 "wire_bytes_sent_per_step": sum(r["bytes_sent"] + r.get("framing_bytes", 0) for r in rows) / len(rows),
                 "compute_s": sum(r["compute_s"] for r in rows), "comm_s": sum(r["comm_s"] for r in rows),
                 "wait_s": sum(r["wait_s"] for r in rows), "sim_link_s": sum(r["sim_link_s"] for r in rows),
+                "overlap_s": sum(r.get("overlap_s", 0.0) for r in rows),  # communication hidden behind backward
             }
+            per[rank].update(device_summary(self.meta, rank, rows))  # device, name, memory, load (n/a on CPU)
             after = self.meta.get("after_last_step", {}).get(str(rank)) or {}
             if after:  # accrued after the worker's last record (a server draining the others' pushes)
                 per[rank]["after_last_step"] = after
@@ -130,10 +133,15 @@ class RunData:
                "wall_s": max((r["t"] for r in self.records), default=0.0),
                "throughput_total": sum(p["throughput"] for p in per.values()),
                "per_worker": per, "wire": self.wire()}
+        if self.meta.get("data_plane"):
+            out["data_plane"] = self.meta["data_plane"]
         for key in records.held_out():
             v = self.final(key)
             if v is not None:
                 out[key] = v
+        if any("membership" in e for e in self.meta.get("events", [])):  # an elastic run's changes
+            from .elastic import events
+            out["membership"] = events(self.meta)
         if self.meta.get("error"):
             out["error"] = self.meta["error"]
         return out
@@ -161,6 +169,7 @@ class Run(RunData):
         self._task: Optional[asyncio.Task] = None
         self._t0 = time.time()
         self._paused = False
+        self._elastic = None   # lab.elastic.Membership when cfg.elastic
 
     # -- starting -------------------------------------------------------------------------------
     @classmethod
@@ -181,12 +190,17 @@ class Run(RunData):
         path.mkdir(parents=True, exist_ok=True)
         self = cls(cluster, run_id, cfg, path)
         self.meta["provenance"] = provenance.gather(command) | {"seeds": seeds(cfg, cluster.workers)}
+        from .devices import run_devices
+        self.meta.update(run_devices(getattr(cluster, "infos", None)))  # each worker's device, the data plane
         self.meta.update(meta or {})
         _write_json(path / "config.json", cfg.to_dict())
         self._save_meta()
         if resume is not None:
             self.meta["resumed_from"] = resume.get("run_id", "?")
             self.meta["resumed_at_step"] = int(resume["step"])
+        if cfg.elastic:  # the engines join the notebook's store before their training threads start
+            from .membership import Membership
+            self._elastic = Membership.start(self)
         n = cluster.workers  # each rank gets its own piece of the checkpoint (lab.checkpoints)
         cluster._call_all("start_run", [(run_id, cfg.to_dict(), None if resume is None else checkpoints.piece(resume, r, n))
                                         for r in range(n)])
@@ -228,9 +242,13 @@ class Run(RunData):
         if self.done:
             return []
         dead = self.cluster.dead_workers()
+        if dead and self._elastic is not None and self._elastic.lost(dead):
+            return self.poll()   # an elastic run goes on with the others (lab.elastic)
         if dead:
             step = self._steps[dead[0]]
-            return self._fail(f"worker {dead[0]} died near step {step}; the others were stopped. "
+            below = self.meta.get("elastic_stop")
+            why = f" ({below['workers']} left, fewer than min_workers={below['min_workers']})" if below else ""
+            return self._fail(f"worker {dead[0]} died near step {step}; the others were stopped{why}. "
                               f"The cluster's process group is broken: call cluster.restart()")
         c = self.cluster
         ars = [c.client[e].apply_async(_call, "fetch", self.id, self._cursor[r], self._ck_version[r])

@@ -16,6 +16,7 @@ import torch
 from . import checkpoints, records
 from .config import RunConfig, set_path
 from .control import ControlPoint
+from .devices import checked, step_figures as device_figures
 from .compression.owner import Compression
 from .models import MODELS
 from .optim import lr_at, make_optimizer, set_lr
@@ -68,9 +69,11 @@ class Trainer:
             self.task.bind(ctx)
         torch.manual_seed(worker_seed(self.cfg.data.seed, ctx.rank))  # different dropout masks per worker
         ctx.slowdown = self.cfg.slowdown_of(ctx.rank)
+        ctx.local_clip = self.cfg.optim.clip_grad_norm  # (sync overlaps the all-reduce with backward only without)
         ctx.comm.link = self.cfg.link
         ctx.compression = Compression(self.cfg.strategy.compression)  # one per worker, kept across switches
-        self.strategy = STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, ctx)
+        # (device-check mode on a CPU worker: tensors it makes without a device fail the check, lab.devices)
+        self.strategy = checked(STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, ctx), ctx, self.optimizer)
         self.paused = self.stopped = False
         self._carry: dict = {}           # counters a detached strategy accrued after its last record
         self.after_last_step: dict = {}  # the same, for the strategy running at the end
@@ -87,6 +90,12 @@ class Trainer:
             if saved.get("name") == self.cfg.strategy.name:  # (resumed under another strategy: start it fresh)
                 self._resume_strategy = saved.get("state") or {}
         self.step = self.start_step
+        self.worker_id = ctx.rank   # records' `rank`: kept when an elastic run re-forms its group
+        self._marks: dict = {}      # fields for the next record (lab.elastic: a membership change)
+        self.elastic = None
+        if self.cfg.elastic:        # survives a dead worker (lab.elastic); None outside a cluster
+            from .elastic import guard
+            self.elastic = guard(self)
 
     # -- live changes -------------------------------------------------------------------------
     def apply(self, changes: dict) -> None:
@@ -101,12 +110,15 @@ class Trainer:
                 self.cfg.slowdown = list(value)
             elif key == "link_mbps":
                 pass  # a host's real link: the notebook changes it (lab.hosts); recorded here as a change
+            elif key == "_members" and self.elastic is not None:
+                self.elastic.regroup(value)  # workers join an elastic run here (lab.elastic.add_workers)
             else:
                 set_path(self.cfg, key, value)
         for g in self.optimizer.param_groups:  # lr: the loop sets it from the schedule every step
             if "momentum" in g and self.cfg.optim.name == "momentum":
                 g["momentum"] = self.cfg.optim.momentum
         self.ctx.slowdown = self.cfg.slowdown_of(self.ctx.rank)
+        self.ctx.local_clip = self.cfg.optim.clip_grad_norm
         self.ctx.comm.link = self.cfg.link  # the same object live changes edit, as at start
         # residuals are kept, reset or flushed (CompressionConfig.on_switch)
         self.ctx.compression.switch(self.cfg.strategy.compression)
@@ -114,7 +126,8 @@ class Trainer:
             # every worker is at this same step, so detach/attach may use collectives
             self.strategy.detach()
             self._carry = _add(self._carry, self.strategy.unreported())  # into this step's record
-            self.strategy = STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, self.ctx)
+            self.strategy = checked(STRATEGIES.build(self.cfg.strategy.name, self.cfg.strategy, self.ctx), self.ctx,
+                                    self.optimizer)
             self.strategy.attach(self.model, self.optimizer)
 
     def _boundary(self, step: int) -> list:
@@ -133,40 +146,64 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
         cfg, ctx, comm = self.cfg, self.ctx, self.ctx.comm
-        self.strategy.attach(self.model, self.optimizer)
+        joining = self.elastic is not None and self.elastic.joining
+        if joining:  # a newcomer to an elastic run: group, state, step from a live peer; attaches the strategy
+            self.elastic.join()
+            comm = ctx.comm
+        else:
+            self.strategy.attach(self.model, self.optimizer)
         if self._resume_strategy is not None:  # before the barrier: no worker has stepped yet
             self.strategy.load_state_dict(self._resume_strategy)
         batches = self.task.batches(ctx.rank, ctx.world, lambda: self.cfg.data.batch_size)
         for _ in range(self.start_step):  # a resumed run sees the batches it would have seen
             next(batches)
-        comm.barrier()  # a common start, so every worker's clock `t` starts together
+        self._batches = batches
+        if not joining:
+            comm.barrier()  # a common start, so every worker's clock `t` starts together
         start = time.perf_counter()
         self.model.train()
-        for step in range(self.start_step, cfg.steps):
-            self.step = step
-            comm.ledger.reset()
-            changes = self._boundary(step)
-            if self.stopped:  # the last checkpoint stays the last one taken every `checkpoint_every`
-                break
-            if changes:  # a switch's own traffic (e.g. the server's state broadcast) is this step's
-                lg = comm.ledger
-                self._carry = _add(self._carry, {k: getattr(lg, k) for k in SWITCH_COUNTERS if getattr(lg, k)})
-            set_lr(self.optimizer, lr_at(cfg.optim, step, cfg.steps))  # the schedule (and any live lr)
-            comm.ledger.reset()
-            t0 = time.perf_counter()
-            loss, n, extras = self.task.loss(self.model, next(batches))
-            self.optimizer.zero_grad(set_to_none=False)
-            loss.backward()
-            if cfg.optim.clip_grad_norm > 0:  # local clipping, before the gradient travels (as in A3C)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
-            compute = time.perf_counter() - t0
-            if ctx.slowdown > 1.0:
-                time.sleep((ctx.slowdown - 1.0) * compute)  # a straggler: this worker is `slowdown`x slower
-                compute = time.perf_counter() - t0
-            info = self.strategy.step(step)
-            step_s = time.perf_counter() - t0
-            self.emit(self._record(step, start, loss, n, compute, step_s, info, extras, changes))
-            self._maybe_checkpoint(step)
+        if self.elastic is not None:
+            self.elastic.begin()
+        step = self.start_step
+        while step < cfg.steps:
+            try:  # an elastic run (lab.elastic) recovers from a failed step below
+                self.step = step
+                if self.elastic is not None:
+                    self.elastic.check()  # the membership changed: re-form before this step
+                comm.ledger.reset()
+                changes = self._boundary(step)
+                batches, comm = self._batches, ctx.comm  # (an elastic run may re-form its group at a boundary)
+                if self.stopped:  # the last checkpoint stays the last one taken every `checkpoint_every`
+                    break
+                if changes:  # a switch's own traffic (e.g. the server's state broadcast) is this step's
+                    lg = comm.ledger
+                    self._carry = _add(self._carry, {k: getattr(lg, k) for k in SWITCH_COUNTERS if getattr(lg, k)})
+                set_lr(self.optimizer, lr_at(cfg.optim, step, cfg.steps, cfg.data.batch_size * ctx.world))  # schedule, live lr, scale_lr
+                comm.ledger.reset()
+                clock = comm.clock  # on CUDA it synchronises first: compute is the kernels', not their launches'
+                t0 = clock.now()
+                loss, n, extras = self.task.loss(self.model, next(batches))
+                self.optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                if cfg.optim.clip_grad_norm > 0:  # local clipping, before the gradient travels (as in A3C)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
+                compute = clock.now() - t0
+                if ctx.slowdown > 1.0:
+                    time.sleep((ctx.slowdown - 1.0) * compute)  # a straggler: this worker is `slowdown`x slower
+                    compute = clock.now() - t0
+                info = self.strategy.step(step)
+                step_s = clock.now() - t0
+                if self.elastic is not None:
+                    self.elastic.after_step(step, info)
+                self.emit(self._record(step, start, loss, n, compute, step_s, info, extras, changes))
+                self._maybe_checkpoint(step)
+            except Exception as e:
+                if self.elastic is None:
+                    raise
+                step = self.elastic.recover(step, e)  # a worker died: go on with the others (lab.elastic)
+                batches, comm = self._batches, ctx.comm
+                continue
+            step += 1
         comm.ledger.reset()  # what ending costs (a final averaging, the server's state broadcast) is
         self.strategy.detach()  # on the wire too: it goes in the run's after_last_step, not lost
         spent = {k: getattr(comm.ledger, k) for k in SWITCH_COUNTERS if getattr(comm.ledger, k)}
@@ -175,7 +212,7 @@ class Trainer:
     def _record(self, step, start, loss, n, compute, step_s, info, extras, changes) -> dict:
         ctx, lg, cfg = self.ctx, self.ctx.comm.ledger, self.cfg
         rec = {
-            "rank": ctx.rank, "step": step, "t": time.perf_counter() - start, "wall": time.time(),
+            "rank": self.worker_id, "step": step, "t": time.perf_counter() - start, "wall": time.time(),
             "loss": float(loss.detach()), "n": int(n), "unit": self.task.unit,
             "throughput": n / step_s if step_s > 0 else 0.0, "step_s": step_s, "compute_s": compute,
             "lr": self.optimizer.param_groups[0]["lr"], "strategy": cfg.strategy.name, "compressor": cfg.strategy.compression.name,
@@ -185,6 +222,11 @@ class Trainer:
         }
         if changes:
             rec["changes"] = changes
+        if self._marks:  # e.g. an elastic run's membership change (lab.elastic)
+            rec.update(self._marks)
+            self._marks = {}
+        if ctx.device.type == "cuda":  # the GPU's memory and load (lab.devices); on the CPU: none to report
+            rec.update(device_figures(ctx.device))
         if self._carry:  # what the strategy switched away from accrued after its last record
             for k, v in self._carry.items():
                 rec[k] = rec.get(k, 0) + v

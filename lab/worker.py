@@ -46,6 +46,11 @@ def listen_port(host: str = "127.0.0.1") -> int:
     return sock.getsockname()[1]
 
 
+def store_port() -> int:
+    """Rank 0: the rendezvous store's port (its connections are not gloo's; lab.sockets leaves them out)."""
+    return STATE["listen_sock"].getsockname()[1]
+
+
 def local_addr(target: str) -> str:
     """The address this engine uses to reach `target` (no packet is sent: a UDP connect picks the route)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -95,7 +100,22 @@ def setup(rank: int, world: int, host: str, port: int, device: str, threads: int
     dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=td)
     STATE.update(rank=rank, world=world, device=device, store=store, backend=backend,
                  threads=threads, host=host, timeout_s=timeout_s)
+    make_groups(timeout_s)
     return info()
+
+
+def make_groups(timeout_s: float, data_group=None, ranks=None):
+    """The control plane beside a data group: a gloo group on the CPU (clocks, health checks, barriers,
+    small messages; lab.comm), whatever the data group's backend. Every rank of the default group
+    calls it, in the same order (torch's rule for new groups); call it again after re-forming the
+    default group. Returns the control group (STATE["control"] for the default data group)."""
+    import torch.distributed as dist
+    from .comm import register_control
+    control = dist.new_group(ranks, timeout=datetime.timedelta(seconds=timeout_s), backend="gloo")
+    register_control(data_group, control)
+    if data_group is None:
+        STATE["control"] = control
+    return control
 
 
 def start_watchdog(lease: str, grace_s: float, controller_pid: Optional[int] = None) -> None:
@@ -129,11 +149,20 @@ def start_watchdog(lease: str, grace_s: float, controller_pid: Optional[int] = N
 
 
 def info() -> dict:
+    """This engine: rank, device and its figures (lab.devices.figures), planes, threads, GPUs it sees."""
     import torch.distributed as dist
-    return {"rank": STATE.get("rank"), "world": STATE.get("world"), "device": STATE.get("device"),
-            "backend": STATE.get("backend"), "threads": torch.get_num_threads(), "pid": os.getpid(),
-            "host": socket.gethostname(), "initialized": dist.is_initialized(),
-            "cuda": torch.cuda.device_count()}
+    from .devices import data_plane, figures
+    device = STATE.get("device")
+    out = {"rank": STATE.get("rank"), "world": STATE.get("world"), "device": device,
+           "backend": STATE.get("backend"), "threads": torch.get_num_threads(), "pid": os.getpid(),
+           "host": socket.gethostname(), "initialized": dist.is_initialized(),
+           "cuda": torch.cuda.device_count()}
+    if device is not None and device.startswith("cuda"):  # its own GPU only: no CUDA context on the others
+        out["gpu_free_mb"] = torch.cuda.mem_get_info(torch.device(device))[0] / 2**20
+    if device is not None:
+        out.update(figures(device), device=device, data_plane=data_plane(STATE.get("backend"), device),
+                   control_plane="gloo (cpu)" if STATE.get("control") is not None else None)
+    return out
 
 
 def start_run(run_id: str, cfg_dict: dict, resume: Optional[dict] = None) -> str:
@@ -158,6 +187,7 @@ def start_run(run_id: str, cfg_dict: dict, resume: Optional[dict] = None) -> str
 
     def body():
         try:
+            bind_thread(ctx.device)  # CUDA's current device is per thread
             st.trainer = Trainer(cfg, ctx, st.records.append, st.control, keep_checkpoint, resume)
             st.status = "running"
             st.trainer.run()
@@ -171,6 +201,12 @@ def start_run(run_id: str, cfg_dict: dict, resume: Optional[dict] = None) -> str
     return "started"
 
 
+def bind_thread(device) -> None:
+    """Make `device` the calling thread's current CUDA device (setup's `set_device` held for its thread only)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.set_device(torch.device(device))
+
+
 def context(run_id: str = ""):
     """This worker's WorkerContext (rank, device, a fresh Comm on the cluster's process group,
     or on its engine group's after `Cluster.split`: then rank and world are the group's)."""
@@ -178,8 +214,10 @@ def context(run_id: str = ""):
     from .strategies.base import WorkerContext
     g = STATE.get("group")   # set by lab.groups.join
     rank, world, pg = (g["rank"], g["world"], g["pg"]) if g else (STATE["rank"], STATE["world"], None)
+    control = g.get("control") if g else STATE.get("control")  # the gloo control plane beside it
     return WorkerContext(rank=rank, world=world, device=torch.device(STATE["device"]),
-                         comm=Comm(rank, world, group=pg), store=STATE["store"], group=pg, run_id=run_id,
+                         comm=Comm(rank, world, group=pg, device=STATE["device"], control=control),
+                         store=STATE["store"], group=pg, run_id=run_id,
                          abort_reason=lambda: _aborted(run_id))
 
 
@@ -240,7 +278,8 @@ def model_state(run_id: str) -> dict:
 
 
 def health() -> bool:
-    """A one-number all-reduce over the cluster's process group: True if the group still works."""
+    """A one-number all-reduce over the cluster's control group (a CPU tensor: gloo, never the data
+    group, which may be NCCL): True if the group still works."""
     import torch.distributed as dist
     busy = [r.id for r in RUNS.values() if r.thread is not None and r.thread.is_alive()]
     if not dist.is_initialized():
@@ -251,5 +290,11 @@ def health() -> bool:
     if g is None and STATE.get("split"):
         return True         # an engine left out of every group
     t = torch.ones(1)
-    dist.all_reduce(t, group=g["pg"] if g else None)
+    dist.all_reduce(t, group=g.get("control") if g else STATE.get("control"))
     return int(t.item()) == (g["world"] if g else STATE["world"])
+
+
+# lab.elastic (elastic runs) sits below the worker and borrows these on the engine
+from . import elastic as _elastic  # noqa: E402
+
+_elastic.bind(STATE=STATE, RUNS=RUNS, context=context, make_groups=make_groups, iface_for=iface_for, info=info)

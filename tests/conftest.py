@@ -17,6 +17,9 @@ for var, sub in (("JUPYTER_CONFIG_DIR", "jconfig"), ("JUPYTER_DATA_DIR", "jdata"
     os.environ.setdefault(var, str(_TMP / sub))
 os.environ.setdefault("LAB_QUICK", "1")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# Comm's device-check mode (lab.comm) in every worker the suite starts: a tensor on the wrong plane or
+# device fails here as NCCL would fail it on a GPU machine
+os.environ.setdefault("LAB_DEVICE_CHECK", "1")
 
 import torch  # noqa: E402
 
@@ -30,6 +33,19 @@ def pytest_configure(config):
     outputs nbval already has (tests/gallery_plugin.py): the CI check of the gallery, no second run."""
     from gallery_plugin import GalleryPlugin
     config.pluginmanager.register(GalleryPlugin(ROOT / "test-artifacts" / "gallery"), "lab-gallery")
+    config.addinivalue_line("markers", "hosts: makes hosts on real links (network namespaces; needs root)")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many of the tests on real links ran: they need root, and are never silently skipped under CI."""
+    counts = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for rep in terminalreporter.stats.get(outcome, []):
+            if "hosts" in getattr(rep, "keywords", {}) and (rep.when == "call" or outcome in ("skipped", "error")):
+                counts[outcome] = counts.get(outcome, 0) + 1
+    if counts:
+        terminalreporter.write_line("tests on real links between hosts (marker `hosts`): " +
+                                    ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 @pytest.fixture
@@ -91,8 +107,22 @@ def pytest_sessionfinish(session, exitstatus):
     if left:
         print("\nLEFTOVER ipyparallel processes after the test session:\n" + "\n".join(left))
         session.exitstatus = 1
-    import lab.hosts  # nor a network namespace (tests/test_hosts.py) made by this process
-    mine = [ns for ns in lab.hosts.namespaces() if lab.hosts._NS_RE.match(ns).group(1) == str(os.getpid())]
+    import lab.hosts  # nor a network namespace made by this process (tests), or by a process that is gone
+    from lab.pids import pid_alive   # (a chapter's kernel, a bench: their reaper removes theirs within seconds)
+
+    def left_ns():
+        out = []
+        for ns in lab.hosts.namespaces():
+            m = lab.hosts._NS_RE.match(ns)
+            owner = int(m.group(1)) if m else None
+            if owner == os.getpid() or (owner and not os.environ.get("PYTEST_XDIST_WORKER") and not pid_alive(owner)):
+                out.append(ns)
+        return out
+
+    mine, deadline = left_ns(), time.time() + 15
+    while mine and time.time() < deadline:
+        time.sleep(0.5)
+        mine = left_ns()
     if mine:
         print("\nLEFTOVER network namespaces after the test session: " + " ".join(mine))
         session.exitstatus = 1

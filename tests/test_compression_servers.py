@@ -13,7 +13,7 @@ N_PARAMS = 72_842
 
 @pytest.mark.parametrize("name", [n for n in COMPRESSORS.names() if n != "randomk"])
 def test_codec_round_trip_equals_decompress_of_compress(name):
-    cc = CompressionConfig(name=name, ratio=0.05)
+    cc = CompressionConfig(name=name, ratio=0.05, scope="global" if name == "powersgd" else "layer")
     like = torch.zeros(1000)
     enc = WireCodec(COMPRESSORS.build(name, cc), Residual(), like, "ps")
     dec = WireCodec(COMPRESSORS.build(name, cc), Residual(), like, "ps")  # the server's own instance
@@ -31,6 +31,14 @@ def test_randomk_cannot_go_to_a_server():
     with pytest.raises(ConfigError, match="^compressor must be one of .* with strategy async"):
         RunConfig().replace(strategy="async", compressor="randomk").validate()
     RunConfig().replace(strategy="sync", compressor="randomk").validate()
+
+
+def test_powersgd_to_a_server_must_fold_the_flat_gradient():
+    """Per layer, the one flat vector a server receives is a 1-column matrix: it would travel uncompressed."""
+    with pytest.raises(ConfigError, match='^strategy.compression.scope must be "global" for powersgd with strategy async'):
+        RunConfig().replace(strategy="async", compressor="powersgd").validate()
+    RunConfig().replace(strategy="async", compressor="powersgd", **{"strategy.compression.scope": "global"}).validate()
+    RunConfig().replace(strategy="sync", compressor="powersgd").validate()
 
 
 @pytest.mark.parametrize("strategy", ["ps", "async"])

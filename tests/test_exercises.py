@@ -9,6 +9,7 @@ RIGHT = {
     "04.ring-bytes": [7_000_000, lambda n, B: 2 * (n - 1) / n * B],
     "00.ring-ratio": [4 / 3],
     "07.topk-bytes": [8000],
+    "07b.link-seconds": [0.3496416, lambda n, B, mbps: 2 * (n - 1) / n * B * 8 / (mbps * 1e6)],
     "03b.reduce-scatter-bytes": [3_500_000, lambda n, B: (n - 1) / n * B],
     "10b.talk-bytes": [2304, lambda n, T, N, d: (n - 1) * T * N * (d + 2) * 4],
     "01.xavier-std": [0.125, lambda fan_in, fan_out: (2 / (fan_in + fan_out)) ** 0.5],
@@ -21,11 +22,14 @@ RIGHT = {
     "10.return": [(1 - 0.99 ** 10) / (1 - 0.99), lambda T, g: sum(g ** t for t in range(T))],
     "11.steps-redone": [17],
     "12.crossover": [308],
+    "13.ring-seconds": [0.5614, lambda n, B, a, b: 2 * (n - 1) * a + 2 * (n - 1) / n * B / b],
+    "14.asha-steps": [630],
 }
 WRONG = {
     "04.ring-bytes": [8_000_000, lambda n, B: (n - 1) / n * B, lambda n, B: 2 * B],
     "00.ring-ratio": [1.5],
     "07.topk-bytes": [12000],
+    "07b.link-seconds": [0.699, lambda n, B, mbps: 2 * (n - 1) / n * B / (mbps * 1e6)],
     "03b.reduce-scatter-bytes": [7_000_000, lambda n, B: 2 * (n - 1) / n * B, lambda n, B: B / n],
     "10b.talk-bytes": [3072, lambda n, T, N, d: (n - 1) * T * N * d * 4],
     "01.xavier-std": [1 / 64, lambda fan_in, fan_out: (1 / fan_in) ** 0.5],
@@ -38,6 +42,8 @@ WRONG = {
     "10.return": [10, lambda T, g: g ** T],
     "11.steps-redone": [37],
     "12.crossover": [1540],
+    "13.ring-seconds": [0.5600, lambda n, B, a, b: (n - 1) * a + (n - 1) / n * B / b],
+    "14.asha-steps": [810],
 }
 
 

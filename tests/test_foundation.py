@@ -102,7 +102,11 @@ def test_the_simulated_link_charges_the_framing_too():
     from lab.comm import FRAMING, Comm
     comm = Comm(0, 2, link=LinkConfig(bandwidth_mbps=8))
     per_message = FRAMING["gloo"][0]
-    assert comm.link_seconds(1000, messages=2) == pytest.approx((1000 + 2 * per_message) * 8 / 8e6)
+    # 1580 B of TCP payload in 2 messages: 2 segments (one each), 66 B of headers each and an ack per second one
+    assert comm.link_seconds(1000, messages=2) == pytest.approx((1000 + 2 * per_message + 66 * 3) * 8 / 8e6)
+    # a large message: one header per 1448 B segment, and acknowledgements, ~6.8% on top of the payload
+    big = comm.link_seconds(1_448_000 - per_message, messages=1)
+    assert big == pytest.approx(1_448_000 * (1 + 1.5 * 66 / 1448) * 8 / 8e6)
 
 
 def test_simulated_link_seconds():

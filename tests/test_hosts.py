@@ -22,6 +22,7 @@ from lab.config import RunConfig
 from lab.errors import ConfigError
 
 WHY = H.unavailable()
+pytestmark = pytest.mark.hosts
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +255,50 @@ def test_attach_by_connection_file_across_hosts(hcluster, tmp_path):
     assert not _with_env(marker), "a process of the hand-started cluster outlived the test"
     with pytest.raises(ConfigError):
         Cluster.attach(connection_file=str(tmp_path / "missing.json"))
+
+
+def test_the_panel_slows_a_hosts_link_between_runs_and_live(hcluster, runs_dir):
+    """The panel's per-host sliders: between runs the link changes at once; during a run it is a run
+    event every worker applies at one step, marked like an lr change."""
+    import asyncio
+    from widgets import StrategyPanel
+    panel = StrategyPanel(hcluster, RunConfig(steps=60, eval_every=60, runs_dir=runs_dir), dashboard=False)
+    sliders = panel.links.children[1:]
+    assert [s.description for s in sliders] == ["h0", "h1"] and [s.value for s in sliders] == [10.0, 10.0]
+    try:
+        sliders[1].value = 5.0                       # no run: at once
+        assert hcluster.net.rates == [10.0, 5.0] and "the link of h1 is now 5 Mbit/s" in panel.message
+        for sl in sliders:                           # fast links for the run: the test stays short
+            sl.value = 1000.0
+        assert hcluster.net.rates == [1000.0, 1000.0]
+
+        async def scenario():
+            run = panel.start()
+            assert run is not None, panel.message
+            while run.step < 3 and not run.done:
+                await asyncio.sleep(0.05)
+            sliders[0].value = 500.0                 # what dragging h0's slider does during the run
+            rate_during = hcluster.net.rates[0]
+            await asyncio.wait_for(run._task, 240)
+            return run, rate_during
+
+        run, rate_during = asyncio.run(scenario())
+    finally:
+        hcluster.set_link(0, 10)
+        hcluster.set_link(1, 10)
+    assert run.status == "finished", run.meta.get("error")
+    assert rate_during == 500.0, "the live change did not reach the host's link"
+    ev = [e for e in run.meta["events"] if "link_mbps" in e["changes"]]
+    assert len(ev) == 1 and ev[0]["changes"]["link_mbps"] == {"h0": 500.0}
+    assert {r["rank"] for r in run.records if r["step"] == ev[0]["step"] and r.get("changes")} == {0, 1}
+    assert "from step" in panel.message
+
+
+def test_a_panel_on_a_cluster_without_hosts_has_no_link_sliders():
+    from types import SimpleNamespace
+    from widgets import StrategyPanel
+    panel = StrategyPanel(SimpleNamespace(workers=2, cluster_id="none", timeout_s=5.0), RunConfig(), dashboard=False)
+    assert panel.links.children == ()
 
 
 def test_stop_removes_the_hosts(hcluster):

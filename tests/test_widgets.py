@@ -86,7 +86,8 @@ def test_dashboard_one_trace_per_worker_keeps_every_record_and_marks_changes():
     assert len(dash.figs["bytes"].data) == 16 and len(dash.figs["staleness"].data) == 8
     assert [len(t.x) for t in dash.figs["loss"].data] == [120] * 8
     assert sum(sum(t.y) for t in dash.figs["staleness"].data) == 8 * 120
-    assert len(dash.figs["breakdown"].data) == 4 and "SIMULATED" in dash.figs["breakdown"].data[3].name
+    assert len(dash.figs["breakdown"].data) == 5 and "SIMULATED" in dash.figs["breakdown"].data[3].name
+    assert "overlapped" in dash.figs["breakdown"].data[4].name  # sync's overlap: hatched, shown as such
     assert [s.x0 for s in dash.figs["loss"].layout.shapes] == [60]
     assert len(dash.figs["metric"].data[0].x) == 120 // 25
     dash.x_toggle.value = "bytes"

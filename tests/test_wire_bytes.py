@@ -27,77 +27,39 @@ since the engines are this user's processes. Skips with the reason otherwise.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 
 import pytest
 
+from lab import sockets
 from lab.config import RunConfig
 
 STEPS = 60
 TOLERANCE = 0.10
 
 
-def _store_port():
-    """Runs on rank 0's engine: the port of the rendezvous store's listening socket."""
-    from lab import worker
-    return worker.STATE["listen_sock"].getsockname()[1]
-
-
-_store_port.__module__ = "__main__"  # ipyparallel ships the code; engines cannot import this test module
-
-
-_ENDPOINT = re.compile(r"^(.*):(\d+)$")
-
-
-def _split(endpoint: str):
-    host, port = _ENDPOINT.match(endpoint).groups()
-    return host.strip("[]"), int(port)
-
-
 def tcp_sockets(pids) -> dict:
-    """{(local, peer): {"pid", "acked", "received"}} for established TCP sockets of these processes."""
-    out = subprocess.run(["ss", "-tinpH", "state", "established"], capture_output=True, text=True, check=True).stdout
-    socks, cur = {}, None
-    for line in out.splitlines():
-        if not line.startswith((" ", "\t")):  # a socket line: Recv-Q Send-Q Local Peer users:(...)
-            cur = None
-            parts = line.split()
-            m = re.search(r"pid=(\d+)", line)
-            if len(parts) < 4 or not m or int(m.group(1)) not in pids:
-                continue
-            cur = (parts[2], parts[3])
-            socks[cur] = {"pid": int(m.group(1)), "acked": 0, "received": 0}
-        elif cur is not None:  # the info line under it
-            for key, field in (("acked", "bytes_acked"), ("received", "bytes_received")):
-                m = re.search(rf"\b{field}:(\d+)", line)
-                if m:
-                    socks[cur][key] = int(m.group(1))
-    return socks
+    return sockets.tcp_sockets(pids)
 
 
 def gloo_sockets(socks: dict, store_port: int) -> dict:
-    """Worker-to-worker sockets that are not the rendezvous store's: gloo's pairs."""
-    local_ends = {local for local, _ in socks}
-    return {k: v for k, v in socks.items()
-            if k[1] in local_ends and store_port not in (_split(k[0])[1], _split(k[1])[1])}
+    """Worker-to-worker sockets that are not the rendezvous store's: gloo's pairs (lab.sockets)."""
+    return sockets.worker_pairs(socks, store_port)
 
 
-def _delta(before: dict, after: dict, key: str) -> int:
-    return sum(v[key] - before.get(k, {}).get(key, 0) for k, v in after.items())
+_delta = sockets.delta
 
 
 @pytest.fixture(scope="module")
 def wire_cluster(cluster_factory):
-    if shutil.which("ss") is None:
+    why = sockets.why_not()
+    if why:
         if os.environ.get("CI") == "true":  # CI never hides this test
-            pytest.fail("CI=true but `ss` is missing: apt-get install iproute2 (scripts/test.sh does as root)",
-                        pytrace=False)
-        pytest.skip("needs `ss` from iproute2 to read per-socket TCP byte counters")
+            pytest.fail(f"CI=true but {why} (scripts/test.sh does as root)", pytrace=False)
+        pytest.skip(why)
     cluster = cluster_factory(2)
     pids = set(cluster.pids)
-    store_port = cluster.client[cluster.engine_ids[0]].apply_async(_store_port).get(timeout=30)
+    store_port = cluster.call(0, "store_port", timeout=30)
     socks = gloo_sockets(tcp_sockets(pids), store_port)
     if not socks:
         pytest.skip("no gloo worker-to-worker TCP sockets visible to `ss -tinp` (needs permission to see the engines)")

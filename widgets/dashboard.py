@@ -35,8 +35,9 @@ LINES = {
     "bytes": ("bytes per step (solid: sent on the wire, framing included; dotted: received)",
               ("wire_bytes_sent", "bytes_recv"), "K"),
 }
-BREAKDOWN = ("compute_s", "comm_s", "wait_s", "sim_link_s")   # stacked: where a step's time went
-BREAKDOWN_COLORS = ("#4c78a8", "#f58518", "#bab0ac", "#e45756")
+BREAKDOWN = ("compute_s", "comm_s", "wait_s", "sim_link_s", "overlap_s")   # stacked: where a step's time went
+BREAKDOWN_COLORS = ("#4c78a8", "#f58518", "#bab0ac", "#e45756", "#f58518")
+OVERLAPPED = {"overlap_s"}   # drawn hatched: communication hidden behind compute, not extra time
 PLOTTED = tuple(dict.fromkeys(f for _, fields, _ in LINES.values() for f in fields)) + BREAKDOWN
 
 
@@ -113,6 +114,7 @@ class LiveDashboard(Displayable):
         self._busy = 0.0
         self._draws = 0
         self._t_first = self._t_last = None
+        self._device_now: Dict[int, dict] = {}   # rank -> the latest record's GPU figures
         if not hasattr(self, "figs"):
             self.figs = {name: self._figure(title, y_title(fields, prefix=prefix))
                          for name, (title, fields, prefix) in LINES.items()}
@@ -207,6 +209,7 @@ class LiveDashboard(Displayable):
         if rank not in self._cols:
             self._add_worker(rank)
         c = self._cols[rank]
+        self._device_now[rank] = {k: r.get(k) for k in ("mem_mb", "mem_peak_mb", "util_pct")}
         prev = c["bytes"][-1] if c["bytes"] else 0.0
         c["step"].append(r["step"])
         c["t"].append(r["t"])
@@ -221,7 +224,7 @@ class LiveDashboard(Displayable):
             self._stale[rank][s] = self._stale[rank].get(s, 0) + 1
         if any(r.get(k) is not None for k in records.held_out()):
             self._metric_rows.append(r)
-        if r.get("changes"):
+        if r.get("changes") or r.get("membership"):  # a live change, or an elastic run's workers changing
             self._changes = change_points([*self._change_recs(), r])
         self._t_first = r["t"] if self._t_first is None else min(self._t_first, r["t"])
         self._t_last = r["t"] if self._t_last is None else max(self._t_last, r["t"])
@@ -283,7 +286,8 @@ class LiveDashboard(Displayable):
             if len(fig.data) != len(BREAKDOWN):
                 fig.data = []
                 for field, color in zip(BREAKDOWN, BREAKDOWN_COLORS):
-                    fig.add_bar(x=[], y=[], name=records.FIELDS[field].label, marker_color=color, meta=[field])
+                    fig.add_bar(x=[], y=[], name=records.FIELDS[field].label, marker_color=color, meta=[field],
+                                **({"marker_pattern_shape": "/", "opacity": 0.45} if field in OVERLAPPED else {}))
             for tr in fig.data:
                 tr.x = labels
                 tr.y = [SCALE["m"] * _mean(self._cols[r][tr.meta[0]][-self.window:]) for r in self._ranks]
@@ -368,7 +372,8 @@ class LiveDashboard(Displayable):
                 title += f" · <span style='color:#b00'>{run.meta['error']}</span>"
         self.header.value = (f"{title} · {len(self._ranks)} workers · {s['records']} records · "
                              f"<span style='color:#888'>dashboard: {1e3 * s['busy_per_s']:.1f} ms per training s, "
-                             f"lag p50 {s['lag_p50_ms']:.0f} ms</span>")
+                             f"lag p50 {s['lag_p50_ms']:.0f} ms</span>"
+                             + devices_html(run.meta if run is not None else {}, self._device_now))
 
     # -- cost ---------------------------------------------------------------------------------
     @property
@@ -391,6 +396,22 @@ class LiveDashboard(Displayable):
     # -- display --------------------------------------------------------------------------------
     def __repr__(self):
         return f"<LiveDashboard: {len(self._ranks)} workers, {len(self.records)} records>"
+
+
+def devices_html(meta: dict, now: Dict[int, dict]) -> str:
+    """The data plane and each worker's device, memory, peak and utilisation ("n/a" where not reported)."""
+    from lab.devices import na
+    devs = {d["rank"]: d for d in meta.get("devices") or ()}
+    ranks = sorted(set(devs) | set(now))
+    if not ranks:
+        return ""
+    cells = []
+    for r in ranks:
+        d, f = devs.get(r, {}), now.get(r, {})
+        cells.append(f"worker {r}: {d.get('device', '?')} ({d.get('device_name', '?')}), "
+                     f"mem {na(f.get('mem_mb'))} MB, peak {na(f.get('mem_peak_mb'))} MB, util {na(f.get('util_pct'))} %")
+    plane = f"data plane: {meta['data_plane']} · " if meta.get("data_plane") else ""
+    return f"<br><span style='color:#555;font-size:90%'>{plane}{' · '.join(cells)}</span>"
 
 
 def _mean(values) -> float:

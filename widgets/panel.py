@@ -171,7 +171,9 @@ class StrategyPanel(Displayable):
                 w.observe(lambda ch, name=name: self._on_knob(name), "value")
         self.dashboard = LiveDashboard() if dashboard else None
         self._knob_box = W.VBox()
-        self.widget = W.VBox([self.strategy, self.compressor, self._knob_box,
+        self.links = W.HBox(layout=W.Layout(flex_flow="row wrap"))   # real links: one slider per host
+        self._build_links()
+        self.widget = W.VBox([self.strategy, self.compressor, self._knob_box, self.links,
                               W.HBox([self.start_button, self.pause_button, self.stop_button]),
                               W.HBox([self.progress, self.progress_label]), self.msg,
                               *([self.dashboard.widget] if self.dashboard else [])])
@@ -191,6 +193,38 @@ class StrategyPanel(Displayable):
             sliders.append(s)
         self.knobs["slowdown"].children = [W.HTML("slow-down ×<br>per worker",
                                                   layout=W.Layout(width="110px")), *sliders]
+
+    def _build_links(self):
+        """On a cluster whose workers are hosts on real links (`Cluster.start(hosts=N)`): one slider per
+        host, its link's rate in Mbit/s (the kernel's token bucket). Moved during a run, the change is a
+        run event (`run.set(link_mbps=...)`, marked on the plots); between runs it applies at once."""
+        net = getattr(self.cluster, "net", None)
+        if net is None:
+            self.links.children = []
+            return
+        sliders = []
+        for h, mbps in zip(net, net.rates):
+            s = W.FloatLogSlider(value=mbps or 10_000.0, base=10, min=-1, max=4, step=0.05, readout_format=".3g",
+                                 description=h.name, orientation="vertical", continuous_update=False,
+                                 style={"description_width": "initial"},
+                                 layout=W.Layout(height="150px", width="60px", padding="4px 0"))
+            s.observe(lambda ch, host=h.name: self._on_link(host, ch["new"]), "value")
+            sliders.append(s)
+        self.links.children = [W.HTML("real link<br>Mbit/s per host", layout=W.Layout(width="110px")), *sliders]
+
+    def _on_link(self, host: str, mbps: float) -> Optional[int]:
+        """A host's link moved: through the run (an event every worker applies at one step) or at once."""
+        if self._quiet:
+            return None
+        if self._live():
+            return self.set(link_mbps={host: mbps})
+        try:
+            self.cluster.set_link(host, mbps)
+        except LabError as e:
+            self.say(str(e), error=True)
+            return None
+        self.say(f"the link of {host} is now {mbps:.3g} Mbit/s (real, shaped by the kernel)")
+        return None
 
     @property
     def visible(self) -> List[str]:
@@ -306,8 +340,12 @@ class StrategyPanel(Displayable):
             if workers != self.cluster.workers:
                 self.say(f"starting a cluster of {workers} workers…")
                 from lab.cluster import Cluster
+                net = getattr(self.cluster, "net", None)
+                hosts = min(len(net), workers) if net is not None else 0
                 self.cluster = Cluster.start(workers, cluster_id=self.cluster.cluster_id,
-                                             timeout_s=self.cluster.timeout_s)
+                                             timeout_s=self.cluster.timeout_s, hosts=hosts,
+                                             link_mbps=net.rates[:hosts] if hosts else None)
+                self._build_links()
             run = self.cluster.train(cfg)
         except LabError as e:
             self.say(str(e), error=True)

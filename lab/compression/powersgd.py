@@ -47,6 +47,7 @@ def matrix_shape(shape, fold: bool = False) -> tuple:
 
 @compressor("powersgd")
 class PowerSGD(Base):
+    vector_needs_global = True  # a vector (what a server receives) compresses only folded: scope "global"
     allreduce = True  # through its own `reduce` hook: two all-reduces per tensor
 
     @dataclass
@@ -83,7 +84,7 @@ class PowerSGD(Base):
         q = self.q.get(name)
         if q is None or q.shape != (cols, r):  # the same seed on every worker: a shared first projection
             gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-            q = torch.randn(cols, r, generator=gen, dtype=m.dtype).to(m.device)
+            q = torch.randn(cols, r, generator=gen, dtype=m.dtype, device="cpu").to(m.device)
         q = orthogonalize(q.to(m.device).clone())  # a Q loaded from a checkpoint is on CPU
         p = all_reduce(m @ q)  # summed, not averaged: P is orthogonalised next, so scale is moot
         orthogonalize(p)

@@ -36,7 +36,7 @@ class RandomK(Base):
         # crc32, not hash(): Python salts str hashes per process, and workers must agree
         gen = torch.Generator().manual_seed((zlib.crc32(name.encode()) << 32) + step)
         flat = tensor.reshape(-1)
-        idx = torch.randperm(flat.numel(), generator=gen)[: self.k(flat.numel())].to(flat.device)
+        idx = torch.randperm(flat.numel(), generator=gen, device="cpu")[: self.k(flat.numel())].to(flat.device)
         return [flat[idx]], (idx, tensor.shape)
 
     def state_dict(self) -> dict:

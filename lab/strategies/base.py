@@ -53,6 +53,7 @@ class WorkerContext:
     group: Any = None                     # the process group
     run_id: str = ""
     slowdown: float = 1.0                 # this worker's current slow-down factor
+    local_clip: float = 0.0               # the trainer clips gradients after backward (> 0): nothing may leave before
     compression: Any = None               # lab.compression.owner.Compression: compressor + residuals, made by the trainer
     abort_reason: Optional[Callable[[], Optional[str]]] = None  # set by lab.worker: why the run was aborted
     cache: Dict[str, Any] = field(default_factory=dict)  # what outlives one strategy: store clients, attach counts

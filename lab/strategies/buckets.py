@@ -67,8 +67,9 @@ class Buckets:
         self.extra = self.flats[0][self.flats[0].numel() - extra:]
         self.names = [f"bucket{i}" for i in range(len(self.groups))]
 
-    def gather_grads(self) -> List[torch.Tensor]:
-        for g, flat in zip(self.groups, self.flats):
+    def gather_grads(self, only: int = None) -> List[torch.Tensor]:
+        """Copy the gradients into the flat buckets (the first `only` buckets when given)."""
+        for g, flat in list(zip(self.groups, self.flats))[:only]:
             flat_grads(g, out=flat[:numel(g)])
         return self.flats
 

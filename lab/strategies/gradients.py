@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from .buckets import Buckets
+from .overlap import Overlap
 
 
 class GradientAverager:
@@ -32,10 +33,16 @@ class GradientAverager:
         self.per_layer = not identity and cfg.compression.scope == "layer"
         self.timed = identity and ctx.world > 1  # arrival times ride in the first bucket
         self.buckets = None if self.per_layer else Buckets(self.params, cfg.bucket_mb, ctx.world if self.timed else 0)
-        if self.timed:  # a clock origin shared by all workers, so arrivals compare (same host: exact)
-            origin = torch.tensor([time.time()], dtype=torch.float64)
-            ctx.comm.all_reduce(origin, op=dist.ReduceOp.MIN)
+        if self.timed:  # a clock origin shared by all workers, so arrivals compare (same host: exact);
+            # a CPU clock: the control plane (an NCCL data group refuses CPU tensors)
+            origin = torch.tensor([time.time()], dtype=torch.float64, device="cpu")
+            ctx.comm.control.all_reduce(origin, op=dist.ReduceOp.MIN)
             self.origin = origin.item()
+        # DDP's overlap: buckets 1.. start their all-reduce from gradient hooks while backward goes on
+        # (lab.strategies.overlap); only plain gradients (no compressor, no residual to add first)
+        plain = identity and not getattr(self.compression.memory, "residuals", None)
+        self.overlap = Overlap(self.buckets, ctx) if (plain and self.timed and getattr(cfg, "overlap", False)
+                                                      and len(self.buckets.groups) > 1) else None
 
     def average(self) -> None:
         comm, compression = self.ctx.comm, self.compression
@@ -45,19 +52,32 @@ class GradientAverager:
             for i, p in enumerate(self.params):
                 p.grad.copy_(compression.exchange(p.grad.detach().clone(), f"p{i}", comm))
             return
-        flats = self.buckets.gather_grads()
+        if self.overlap is not None:  # buckets 1.. may be on the wire already: only bucket 0 is gathered here
+            self.overlap.start_rest()    # (the rest first: every worker issues the collectives in one order)
+            self.buckets.gather_grads(only=1)
+            flats = self.buckets.flats[:1]
+        else:
+            flats = self.buckets.gather_grads()
         if self.timed:
             self.buckets.extra.zero_()[self.ctx.rank] = time.time() - self.origin
             busy = comm.ledger.comm_s
         for name, flat in zip(self.buckets.names, flats):
             flat.copy_(compression.exchange(flat, name, comm))
+        if self.overlap is not None:
+            self.overlap.finish()  # (still inside the timed window: what it blocks is communication or waiting)
         if self.timed:
             self._split_waiting(comm.ledger.comm_s - busy)
         self.buckets.scatter_grads()
 
+    def close(self) -> None:
+        """Remove the gradient hooks (the strategy detaches or switches)."""
+        if self.overlap is not None:
+            self.overlap.close()
+            self.overlap = None
+
     def _split_waiting(self, collective_s: float) -> None:
         """Move the time this worker waited for the last arrival from comm_s to wait_s."""
-        arrivals = self.buckets.extra * self.ctx.world  # averaged with the gradients: undo it
+        arrivals = self.buckets.extra.double().cpu() * self.ctx.world  # averaged with the gradients: undo it
         waited = float(arrivals.max() - arrivals[self.ctx.rank])
         waited = min(max(waited, 0.0), collective_s)
         lg = self.ctx.comm.ledger

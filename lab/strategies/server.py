@@ -116,6 +116,8 @@ class Serving:
 
     def _run(self):
         try:
+            if self.ctx.device.type == "cuda":  # CUDA's current device is per thread
+                torch.cuda.set_device(self.ctx.device)
             self.serve()
         except BaseException as e:  # the worker on rank 0 reports it at its next step
             self.error = f"{type(e).__name__}: {e}"

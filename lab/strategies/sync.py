@@ -24,6 +24,8 @@ class Sync(Strategy):
     class Options:
         bucket_mb: float = knob(25.0, "gradient bucket size for the all-reduce, in MB", range="(0, inf)", live=True,
                                 ui=(1, 100))
+        overlap: bool = knob(True, "start each bucket's all-reduce while backward still runs (as DDP; with two "
+                                   "buckets or more)", live=True)
 
     def attach(self, model, optimizer):
         super().attach(model, optimizer)
@@ -33,6 +35,9 @@ class Sync(Strategy):
         self.averager.average()  # also splits waiting for the slowest worker from communication
         self.optimizer.step()
         return StepInfo(staleness=0)
+
+    def detach(self):
+        self.averager.close()  # its gradient hooks go with it
 
     def traffic(self, rank, world, param_bytes, itemsize=4):
         """A ring all-reduce of the gradients plus one arrival-time slot per worker (gradients.py)."""

@@ -1,0 +1,136 @@
+"""`python -m lab bench faults`: a worker dies mid-run, the run carries on, a new one joins (issue 16).
+
+Four workers, the CNN on digits, an elastic run (`lab.elastic`) per trial: a random worker is
+killed at a random step (its engine process exits, as in a crash), the others re-form the group
+and go on; then one worker is added back (`Cluster.add_workers`) and joins at the next step with
+the others' state. Per strategy (`sync`, `local` H = 4, `ps`; a quick run: `sync` only, one trial):
+
+- **hangs**: trials where no record came for `STALL_S` seconds (the run is then abandoned);
+- **records lost**: steps missing from a worker's records between its first and last step (a
+  survivor's up to the end, the dead worker's up to its death, the newcomer's from its join);
+- **recovery s**: from the kill to the survivors' first record after the re-formed group;
+- **accuracy**: final test accuracy against an uninterrupted run of the same config and seed.
+
+Targets: 0 hangs, 0 records lost, recovery under 5 s (always judged); accuracy within 1 point of
+the uninterrupted run (a single run's figure: judged in full runs only).
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+
+from . import benchmark
+from .targets import Target, seeds as over_seeds
+
+WORKERS = 4
+STALL_S = 30.0
+STEPS = 400
+
+
+def _until(run, done, stall_s: float = STALL_S) -> bool:
+    """Poll until `done()`; False when no new record came for `stall_s` seconds (a hang)."""
+    last, seen = time.time(), len(run.records)
+    while not done():
+        run.poll()
+        if len(run.records) > seen:
+            last, seen = time.time(), len(run.records)
+        if time.time() - last > stall_s:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def lost(run) -> int:
+    """Steps missing between each worker's first and last recorded step."""
+    missing = 0
+    for rows in run.by_rank().values():
+        steps = {r["step"] for r in rows}
+        missing += (max(steps) - min(steps) + 1) - len(steps)
+    return missing
+
+
+def trial(cluster, cfg, rng) -> dict:
+    """One run: kill a random worker at a random step, add one back, run to the end."""
+    rank, at = rng.randrange(cluster.workers), rng.randrange(20, 80)
+    run = cluster.train(cfg)
+    out = {"killed": rank, "at step": at, "hang": False, "joined": False}
+    if not _until(run, lambda: run.step >= at or run.done):
+        return dict(out, hang=True, run=run)
+    cluster.kill_worker(rank)
+    t_kill = time.time()
+    marked = lambda: [r for r in run.records if r.get("membership")]  # noqa: E731
+    if not _until(run, lambda: marked() or run.done):
+        return dict(out, hang=True, run=run)
+    out["recovery s"] = min(r["wall"] for r in marked()) - t_kill if marked() else None
+    if not run.done:
+        try:
+            cluster.add_workers(1, run)
+            out["joined"] = True
+        except Exception:   # the run ended first: the engine started but joined nothing
+            pass
+    if not _until(run, lambda: run.done):
+        return dict(out, hang=True, run=run)
+    return dict(out, run=run, lost=lost(run), acc=run.final("test_acc"), status=run.status)
+
+
+@benchmark("faults")
+def faults(quick: bool = False) -> dict:
+    from lab.cluster import Cluster
+    from lab.config import RunConfig
+    strategies = [("sync", {})] + ([] if quick else [("local H=4", {"strategy.name": "local", "strategy.period": 4}),
+                                                     ("ps", {"strategy.name": "ps"})])
+    trials = 1 if quick else 7
+    rng = random.Random(16)
+    runs_dir = tempfile.mkdtemp(prefix="lab-bench-faults-")
+    cid = f"bench-faults-{os.getpid()}"
+    cluster = Cluster.start(WORKERS, cluster_id=cid, reuse=False)
+    rows, rounds = [], {}
+    try:
+        for label, knobs in strategies:
+            cfg = RunConfig(steps=STEPS, eval_every=STEPS, checkpoint_every=10**6, elastic=True, min_workers=2,
+                            runs_dir=runs_dir).replace(**knobs)
+            ref = cluster.train(cfg).wait(timeout=600).final("test_acc")
+            got = []
+            for _ in range(trials):
+                m = trial(cluster, cfg, rng)
+                run = m.pop("run")
+                if m["hang"] or not m["joined"] or cluster.workers != WORKERS:   # start afresh
+                    if not run.done:
+                        run.interrupt("abandoned by the bench")
+                    cluster.stop()
+                    cluster = Cluster.start(WORKERS, cluster_id=cid, reuse=False)
+                m["accuracy drop (points)"] = 100 * (ref - m["acc"]) if m.get("acc") is not None else None
+                got.append(m)
+            rounds[label] = got
+            rec = [m["recovery s"] for m in got if m.get("recovery s") is not None]
+            drops = [m["accuracy drop (points)"] for m in got if m["accuracy drop (points)"] is not None]
+            rows.append({"strategy": label, "trials": len(got), "hangs": sum(m["hang"] for m in got),
+                         "records lost": sum(m.get("lost") or 0 for m in got),
+                         "joined": sum(m["joined"] for m in got),
+                         "recovery s": over_seeds(rec) if rec else None,
+                         "uninterrupted test acc": ref,
+                         "accuracy drop (points)": over_seeds(drops) if drops else None})
+    finally:
+        cluster.stop()
+    every = [m for ms in rounds.values() for m in ms]
+    hangs = sum(m["hang"] for m in every)
+    lost_total = sum(m.get("lost") or 0 for m in every)
+    recovery = max((m["recovery s"] for m in every if m.get("recovery s") is not None), default=None)
+    drop = max((m["accuracy drop (points)"] for m in every if m.get("accuracy drop (points)") is not None),
+               default=None)
+    ratios = {"hangs (trials with no record for 30 s)": hangs, "records lost for completed steps": lost_total,
+              "recovery s (worst trial)": recovery, "accuracy drop, points (worst trial)": drop,
+              "workers joined back": sum(m["joined"] for m in every)}
+    targets = [
+        Target("hangs", hangs, "<=", 0),
+        Target("records lost for completed steps", lost_total, "<=", 0),
+        Target("recovery s (worst trial)", recovery, "<", 5.0),
+        Target("workers joined back (one per trial)", sum(m["joined"] for m in every), ">=", len(every)),
+        Target("accuracy drop against the uninterrupted run, points (worst trial)", drop, "<=", 1.0, noisy=True),
+    ]
+    return {"table": rows, "ratios": ratios, "targets": targets, "rounds": rounds,
+            "note": f"{WORKERS} workers, CNN on digits, {STEPS} steps per run, elastic (min_workers 2); per trial a "
+                    f"random worker killed at a random step in [20, 80), then one added back; {len(every)} trials "
+                    "in all. recovery: kill to the survivors' first record in the re-formed group."}

@@ -1,0 +1,405 @@
+"""Elastic runs: when a worker dies, the others re-form the process group without it and go on.
+
+A run with `elastic=True` (and `min_workers`) survives a worker's death (chapter 11):
+
+1. *Noticed.* The survivors' next collective fails at once (gloo sees the dead peer's sockets
+   close); a survivor that failed shuts down its own gloo connections (`_cut_pairs`: destroying
+   a group does not close them), so any survivor still waiting on it fails too. The notebook sees the engine's process gone within a
+   poll (`lab.runs.Run.poll`) and tells every survivor, so one busy with local steps (`local`)
+   stops at its next step instead of waiting for its next collective.
+2. *Agreed.* The notebook publishes the new membership (the survivors' worker ids, in their new
+   rank order) under a new generation in a key/value store it hosts itself (`lab.membership`), so the
+   store outlives any worker. Below `min_workers` it publishes a stop instead and the run fails
+   with the usual one-line error.
+3. *Re-formed.* Each survivor joins a new default process group of the survivors
+   (`PrefixStore(f"{run}/gen{g}/", store)`), and the control group beside it
+   (`lab.worker.make_groups`).
+4. *Restored.* The survivors roll back to the last state every one of them holds: under `sync`
+   the last step every survivor finished (one of them may have finished one more: it redoes it);
+   under `local` the last averaging. The survivor holding it broadcasts parameters and optimizer
+   state (`RESTORE`, one entry per strategy), so all survivors hold identical replicas.
+5. *Re-sharded.* Each takes its shard of the data for the new world size and carries on. Its
+   first record after that carries `membership` (generation, workers, who left, steps lost,
+   recovery seconds): the dashboards mark it on every plot as they mark a live change, and the
+   run's summary lists it (`summary()["membership"]`).
+
+Joining: `cluster.add_workers(k, run)` (`lab.membership.add_workers`) starts `k` engines; the members re-form with them at their
+next step boundary (a live change, `lab.control`): they leave their group with the same state (the
+strategy's `detach`), rank 0 broadcasts parameters, optimizer state and step, and the newcomers
+start from there (`Guard.join`), never from disk. Without a run, `cluster.add_workers(k)` re-forms
+the cluster's group with the newcomers at once.
+
+Records keep each worker's id from the start of the run in `rank` (a survivor's new rank in the
+re-formed group is only its position there; a newcomer gets the next id), so a worker's curve stays
+its own across changes. After such a run the cluster is its members (`cluster.workers` follows).
+
+Limits: `async` and `ssp` are not elastic (their server thread and its store keys would have to
+move: a ConfigError says so). Under `ps` a dead server's optimizer state is lost (its parameters are
+not: every worker holds them). The state broadcast after a change is not in the byte ledger. A
+second death while the survivors re-form waits for the group's timeout before failing cleanly.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from .errors import LabError, WorkerError, check
+
+
+# -- which strategies can recover, and how ---------------------------------------------------------
+class Restore:
+    """How a strategy's last consistent state is kept (one instance per worker and run).
+
+    `committed(info)` after each step (None: at the start) returns True when the state after it is consistent
+    (the same on every worker); `state()` is the state to broadcast after a failure."""
+
+    def __init__(self, trainer):
+        self.t = trainer
+        self.snapshot: Optional[dict] = None
+
+    def committed(self, info) -> bool:
+        raise NotImplementedError
+
+    def take(self) -> dict:
+        from .checkpoints import to_cpu   # copies, on the CPU (the control plane's side)
+        t = self.t
+        return {"model": to_cpu(t.model.state_dict()), "optimizer": to_cpu(t.optimizer.state_dict())}
+
+    def state(self) -> dict:
+        return self.snapshot if self.snapshot is not None else self.take()
+
+
+class EveryStep(Restore):
+    """`sync`: every replica applies the same update each step, so the live state is the last
+    consistent one (a failed step fails in its all-reduce, before any update): no copy kept."""
+
+    def committed(self, info) -> bool:
+        return True
+
+
+class LastAverage(Restore):
+    """`local`: the replicas agree only right after an averaging: a copy is kept then."""
+
+    def committed(self, info) -> bool:
+        if info is None or info.extra.get("averaged"):
+            self.snapshot = self.take()
+            return True
+        return False
+
+
+class ServerState(EveryStep):
+    """`ps`: after each step every worker holds the server's parameters; only the server (rank 0)
+    holds the optimizer's state. When the server died, a survivor becomes the server (the new rank
+    0) with the last parameters but its own, never stepped, optimizer state (Adam's moments restart)."""
+
+
+RESTORE: Dict[str, Callable] = {"sync": EveryStep, "local": LastAverage, "ps": ServerState}
+
+
+def check_config(cfg, workers: Optional[int] = None) -> None:
+    """One-line errors for an elastic run that cannot be one (called by RunConfig.validate)."""
+    name = cfg.strategy.effective()
+    check(not cfg.elastic or name in RESTORE, "elastic",
+          f"off for strategy {name} (elastic runs: {', '.join(sorted(RESTORE))})", cfg.elastic)
+    if cfg.elastic and workers is not None:
+        check(cfg.min_workers <= workers, "min_workers", f"an integer in [1, {workers}] (the cluster's workers)",
+              cfg.min_workers)
+
+
+def events(meta: dict) -> List[dict]:
+    """The membership changes of a run (from its meta.json): [{"step", "gen", "workers", "left",
+    "joined", "steps_lost", "recovery_s"}]."""
+    return [{"step": e["step"], **e["membership"]} for e in meta.get("events", []) if "membership" in e]
+
+
+# -- the engine side ------------------------------------------------------------------------------
+_W: dict = {}        # what lab.worker lends this module (it sits above: bound when lab.worker loads)
+
+
+def bind(**worker) -> None:
+    """Called by lab.worker as it loads: its STATE, RUNS, context, make_groups, iface_for and info."""
+    _W.update(worker)
+
+
+LINKS: dict = {}     # run id -> {"store", "worker", "notified"}: this engine's part in an elastic run
+_STORES: dict = {}   # (host, port) -> a client of the notebook's store, kept for the engine's life
+
+
+def engine_host() -> str:
+    """The address this engine's cluster rendezvouses on (lab.worker.setup's `host`)."""
+    return _W["STATE"].get("host") or "127.0.0.1"
+
+
+def enter(run_id: str, host: str, port: int, worker: int, timeout_s: float, peers=(), join=None) -> None:
+    """Runs on an engine: take part in elastic run `run_id` as worker `worker`; `peers`: the
+    engines' process ids (their gloo connections are cut when this worker leaves a group)."""
+    import torch.distributed as dist
+    STATE = _W["STATE"]
+    if (host, port) not in _STORES:
+        _STORES[host, port] = dist.TCPStore(host, port, is_master=False,
+                                            timeout=datetime.timedelta(seconds=timeout_s))
+    LINKS.clear()   # earlier runs are over (lab.worker.start_run refuses to start beside a live one)
+    ports = {port} | {p for p in (getattr(STATE.get("store"), "port", None),) if p}   # never cut a store's
+    LINKS[run_id] = {"store": _STORES[host, port], "worker": worker, "notified": 0, "peers": set(peers),
+                     "store_ports": ports}
+    if join is not None:   # a newcomer: it joins generation join["gen"] (Guard.join)
+        LINKS[run_id]["join"] = join
+
+
+def add_peers(run_id: str, pids) -> None:
+    """Runs on an engine: newcomers' processes are peers too (their connections are cut on a failure)."""
+    if run_id in LINKS:
+        LINKS[run_id]["peers"] |= set(pids)
+
+
+def prepare(rank: int, world: int, device: str, threads: int, backend: str, timeout_s: float, host: str) -> dict:
+    """Runs on a newcomer's engine: what `lab.worker.setup` sets, without a process group yet
+    (it joins one with the others: `Guard.join`, or `regroup` outside a run)."""
+    import os
+    from . import models, tasks  # noqa: F401  (imported now, not while the members wait at the boundary)
+    ifname = _W["iface_for"](host)
+    if ifname:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", ifname)
+    torch.set_num_threads(max(1, threads))
+    _W["STATE"].update(rank=rank, world=world, device=device, backend=backend, threads=threads, host=host,
+                       timeout_s=timeout_s, store=None)
+    return _W["info"]()
+
+
+def rejoin(host: str, port: int, prefix: str, rank: int, world: int, timeout_s: float) -> dict:
+    """Runs on every engine at once, outside any run: a new default group of them all (after add_workers)."""
+    import torch.distributed as dist
+    busy = [r.id for r in _W["RUNS"].values() if r.thread is not None and r.thread.is_alive()]
+    if busy:
+        raise RuntimeError(f"run {busy[0]} is still going on this worker: workers join a run only if it is elastic")
+    if (host, port) not in _STORES:
+        _STORES[host, port] = dist.TCPStore(host, port, is_master=False, timeout=datetime.timedelta(seconds=timeout_s))
+    _leave_group()
+    _join_group(prefix, _STORES[host, port], rank, world)
+    return _W["info"]()
+
+
+def notify(run_id: str, gen: int) -> None:
+    """Runs on an engine: the notebook published generation `gen`; the training thread re-forms at its next step."""
+    link = LINKS.get(run_id)
+    if link is not None:
+        link["notified"] = max(link["notified"], gen)
+
+
+class Regroup(RuntimeError):
+    """The membership changed: leave the step and re-form (raised at a step's start)."""
+
+
+class Guard:
+    """The training thread's side (`Trainer.elastic`): keep the consistent state, recover."""
+
+    def __init__(self, trainer, link: dict):
+        self.t, self.link = trainer, link
+        self.worker, self.store, self.gen = link["worker"], link["store"], 0
+        self.done = self.committed = trainer.start_step   # steps applied / the consistent state's step
+        self.restore = None
+        self.joining = "join" in link   # a newcomer (add_workers): Guard.join instead of the start barrier
+
+    def begin(self) -> None:
+        """After the strategy attached, before the first step: the starting state is consistent."""
+        self.restore = RESTORE[self.t.cfg.strategy.effective()](self.t)
+        self.restore.committed(None)
+
+    def check(self) -> None:
+        """At a step's start: re-form now if the notebook published a newer generation."""
+        if self.link["notified"] > self.gen:
+            raise Regroup(f"generation {self.link['notified']} published")
+
+    def after_step(self, step: int, info) -> None:
+        self.done = step + 1
+        if self.restore is not None and self.restore.committed(info):
+            self.committed = step + 1
+
+    def recover(self, step: int, exc: BaseException) -> int:
+        """After `exc` broke step `step`: re-form with the survivors, restore, re-shard; returns the
+        step to go on from. Re-raises `exc` when it is no membership change (an abort, a bug)."""
+        t = self.t
+        ctx = t.ctx
+        name = t.cfg.strategy.effective()
+        if isinstance(exc, LabError) or not isinstance(exc, RuntimeError) or ctx.aborted() or name not in RESTORE:
+            raise exc
+        t0 = time.perf_counter()
+        _cut_pairs(self.link["peers"], self.link["store_ports"])   # peers still waiting on this one fail now
+        _leave_group()
+        msg = self._next_generation()
+        self._reform(msg)
+        # the last consistent state: the lowest step any survivor holds, from the first survivor holding it
+        import torch.distributed as dist
+        STATE = _W["STATE"]
+        mine = torch.tensor([self.committed, self.done], dtype=torch.int64)
+        every = [torch.zeros(2, dtype=torch.int64) for _ in range(ctx.world)]
+        dist.all_gather(every, mine, group=STATE.get("control"))
+        target = min(int(v[0]) for v in every)
+        reached = max(int(v[1]) for v in every)
+        holder = next(r for r, v in enumerate(every) if int(v[0]) == target)
+        state = self._share(self.restore.state() if ctx.rank == holder else None, holder)
+        self._adopt(state, target, msg, reached - target, t0)
+        return target
+
+    def regroup(self, msg: dict) -> None:
+        """Planned (workers join): at a step boundary every member is at the same step; they leave
+        their group with the same state (the strategy's `detach`), re-form with the newcomers, and
+        rank 0 hands its state to everyone."""
+        t0, t = time.perf_counter(), self.t
+        t.strategy.detach()
+        _leave_group()
+        self._reform(msg)
+        state = self._share(dict(self.restore.take(), step=t.step) if t.ctx.rank == 0 else None, 0)
+        self._adopt(state, t.step, msg, 0, t0)
+
+    def join(self) -> None:
+        """A newcomer (`add_workers`): join the group the members re-form at their next step and
+        take parameters, optimizer state and step from rank 0."""
+        t0, t = time.perf_counter(), self.t
+        msg = self.link["join"]
+        self._reform(msg)
+        state = self._share(None, 0)
+        t.start_step = t.step = state["step"]
+        self._adopt(state, state["step"], msg, 0, t0)
+
+    def _reform(self, msg: dict) -> None:
+        """Join generation `msg["gen"]`'s group; this worker's context follows its new rank."""
+        t = self.t
+        ctx = t.ctx
+        rank, world = msg["members"].index(self.worker), len(msg["members"])
+        _join_group(f"{ctx.run_id}/gen{msg['gen']}/", self.store, rank, world)
+        fresh = _W["context"](ctx.run_id)
+        ctx.rank, ctx.world, ctx.group, ctx.store = fresh.rank, fresh.world, fresh.group, self.store
+        link = ctx.comm.link
+        ctx.comm = fresh.comm
+        ctx.comm.link = link
+        ctx.slowdown = t.cfg.slowdown_of(self.worker)
+
+    def _share(self, state, src: int) -> dict:
+        """`state` from rank `src` to every member (on the control plane), returned on each."""
+        import torch.distributed as dist
+        box = [state]
+        dist.broadcast_object_list(box, src=src, group=_W["STATE"].get("control"))
+        return box[0]
+
+    def _adopt(self, state: dict, step: int, msg: dict, lost: int, t0: float) -> None:
+        """Load the shared state, restart the strategy, take this rank's shard, mark the next record."""
+        t, ctx = self.t, self.t.ctx
+        name = t.cfg.strategy.effective()
+        t.model.load_state_dict(state["model"])
+        t.optimizer.load_state_dict(state["optimizer"])
+        _drop(t.strategy)
+        from .devices import checked
+        from .strategies import STRATEGIES
+        t.strategy = checked(STRATEGIES.build(t.cfg.strategy.name, t.cfg.strategy, ctx), ctx, t.optimizer)
+        t.strategy.attach(t.model, t.optimizer)   # fresh: its counters start at the shared state
+        self.restore = RESTORE[name](t)
+        if isinstance(self.restore, LastAverage):
+            self.restore.snapshot = {"model": state["model"], "optimizer": state["optimizer"]}
+        self.done = self.committed = step
+        t._batches = t.task.batches(ctx.rank, ctx.world, lambda: t.cfg.data.batch_size)   # the new shards
+        self.gen = msg["gen"]
+        checksum = float(sum(p.detach().double().sum() for p in t.model.parameters()))
+        t._marks["membership"] = {"gen": self.gen, "workers": ctx.world, "left": msg.get("left", []),
+                                  "joined": msg.get("joined", []), "steps_lost": lost,
+                                  "recovery_s": time.perf_counter() - t0, "checksum": checksum}
+
+    def _next_generation(self) -> dict:
+        """Wait for the notebook's next generation (newest first); a stop or none in time: WorkerError."""
+        ctx = self.t.ctx
+        STATE = _W["STATE"]
+        deadline = time.monotonic() + STATE.get("timeout_s", 30.0)
+        g = self.gen + 1
+        while True:
+            if ctx.aborted():
+                raise WorkerError(ctx.aborted())
+            if self.store.check([f"{ctx.run_id}/gen{g + 1}"]):
+                g += 1   # a newer one is out already (another worker died meanwhile)
+                continue
+            if self.store.check([f"{ctx.run_id}/gen{g}"]):
+                msg = json.loads(self.store.get(f"{ctx.run_id}/gen{g}"))
+                if "stop" in msg:
+                    raise WorkerError(f"elastic run stopped: {msg['stop']}")
+                if self.worker not in msg["members"]:
+                    raise WorkerError(f"worker {self.worker} was left out of generation {g}")
+                return msg
+            if time.monotonic() > deadline:
+                raise WorkerError(f"a collective failed and the notebook published no new membership within "
+                                  f"{STATE.get('timeout_s', 30.0):.0f} s (is it polling the run?)")
+            time.sleep(0.02)
+
+
+def guard(trainer) -> Optional[Guard]:
+    """The trainer's Guard when its run is elastic and runs on a cluster (None in-process)."""
+    link = LINKS.get(trainer.ctx.run_id)
+    if not trainer.cfg.elastic or link is None:
+        return None
+    trainer.worker_id = link["worker"]   # records keep the worker's id for the whole run
+    return Guard(trainer, link)
+
+
+def _drop(strategy) -> None:
+    """Let go of a strategy whose group is gone without its `detach` (which may talk to the others):
+    only its gradient hooks go (`sync` all-reduces from them while backward runs)."""
+    close = getattr(getattr(strategy, "averager", None), "close", None)
+    if callable(close):
+        close()
+
+
+def _cut_pairs(peers, store_ports) -> None:
+    """Shut down this engine's gloo connections to the other engines (`peers`, process ids).
+
+    Destroying a gloo process group does not close its sockets while anything still holds it, so
+    a peer blocked in a receive from this worker would wait for the group's whole timeout.
+    Shutting the sockets down makes its receive fail at once, and so on around the group. The
+    connections are told apart as `lab.sockets` does: both ends owned by workers, minus the
+    rendezvous stores' ports. (Across machines the owners are unknown: then nothing is cut and a
+    blocked peer fails at the group's timeout.)"""
+    import os
+    import psutil
+    try:
+        owner = {(c.laddr.ip, c.laddr.port): c.pid for c in psutil.net_connections("tcp") if c.laddr and c.pid}
+        mine = psutil.Process().net_connections("tcp")
+    except (psutil.Error, OSError):
+        return
+    for c in mine:
+        if c.status != psutil.CONN_ESTABLISHED or not c.raddr or c.fd < 0:
+            continue
+        if c.laddr.port in store_ports or c.raddr.port in store_ports:
+            continue
+        if owner.get((c.raddr.ip, c.raddr.port)) in peers:
+            try:
+                s = socket.socket(fileno=os.dup(c.fd))
+                s.shutdown(socket.SHUT_RDWR)   # the socket, not only this descriptor: gloo's reads fail
+                s.close()
+            except OSError:
+                pass
+
+
+def _leave_group() -> None:
+    """Destroy this engine's default process group (its sockets close: peers still waiting on it fail)."""
+    import torch.distributed as dist
+    try:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:
+        pass
+    _W["STATE"]["control"] = None
+
+
+def _join_group(prefix: str, store, rank: int, world: int) -> None:
+    """A new default process group (and its control group) of `world` workers, this one as `rank`."""
+    import torch.distributed as dist
+    st = _W["STATE"]
+    td = datetime.timedelta(seconds=st.get("timeout_s", 30.0))
+    dist.init_process_group(st["backend"], store=dist.PrefixStore(prefix, store), rank=rank, world_size=world,
+                            timeout=td)
+    st.update(rank=rank, world=world, store=store)
+    make = _W.get("make_groups")
+    if make is not None:
+        make(st.get("timeout_s", 30.0))

@@ -1,0 +1,155 @@
+"""Elastic runs (lab.elastic): a worker dies, the others re-form the group and carry on."""
+import os
+import time
+
+import pytest
+
+from conftest import lab_processes
+from lab.cluster import Cluster
+from lab.config import RunConfig
+from lab.errors import ConfigError, WorkerError
+from lab.runs import load_run
+
+
+def _start(tag: str, workers: int = 3) -> Cluster:
+    return Cluster.start(workers, cluster_id=f"h16-{tag}-{os.getpid()}", reuse=False)
+
+
+def _kill_at(run, cluster, rank: int, step: int, timeout: float = 60) -> int:
+    """Poll until worker `rank` passed `step`, then kill its engine; returns the step it was near."""
+    deadline = time.time() + timeout
+    while run.step < step:
+        assert time.time() < deadline, f"run stuck at step {run.step}"
+        run.poll()
+        time.sleep(0.05)
+    near = run.step
+    cluster.kill_worker(rank)
+    return near
+
+
+def _replicas_agree(cluster, run_id) -> float:
+    states = [cluster.call(r, "model_state", run_id, timeout=30) for r in range(cluster.workers)]
+    return max((s[k].double() - states[0][k].double()).abs().max().item() for s in states[1:] for k in s)
+
+
+@pytest.mark.parametrize("strategy,extra,kill", [("sync", {}, 2), ("local", {"strategy.period": 4}, 2),
+                                                 ("ps", {}, 0)])   # ps: the server's engine dies
+def test_a_dead_worker_leaves_the_others_training(runs_dir, strategy, extra, kill):
+    cluster = _start(strategy)
+    alive = [w for w in range(3) if w != kill]
+    try:
+        cfg = RunConfig(steps=120, eval_every=40, runs_dir=runs_dir, elastic=True, min_workers=2).replace(
+            **{"strategy.name": strategy, **extra})
+        run = cluster.train(cfg)
+        near = _kill_at(run, cluster, kill, 15)
+        t0 = time.time()
+        run.wait(timeout=120)
+        assert run.status == "finished", run.meta.get("error")
+        assert cluster.workers == 2                      # the cluster is its survivors now
+        assert _replicas_agree(cluster, run.id) == 0.0   # identical replicas after the re-form
+        saved = load_run(run.path)
+        by = saved.by_rank()
+        for w in alive:                                  # every step of the survivors is recorded
+            assert sorted({r["step"] for r in by[w]}) == list(range(120)), w
+        dead = sorted(r["step"] for r in by[kill])       # the dead worker's fetched steps: no gap
+        assert dead == list(range(len(dead))) and len(dead) >= near - 5
+        (change,) = saved.summary()["membership"]
+        assert change["left"] == [kill] and change["workers"] == 2 and change["gen"] == 1
+        assert change["steps_lost"] is not None and change["steps_lost"] <= (1 if strategy == "sync" else 4)
+        assert change["recovery_s"] < 5
+        marked = [r for r in saved.records if r.get("membership")]
+        assert {r["rank"] for r in marked} == set(alive) and all(r["step"] == change["step"] for r in marked)
+        from lab.compare import change_points
+        assert change_points(saved.records) and change_points(saved.records)[0][1]["workers"] == 2
+        assert time.time() - t0 < 60
+        # the re-formed cluster trains an ordinary run next
+        again = cluster.train(RunConfig(steps=5, runs_dir=runs_dir)).wait(timeout=60)
+        assert again.status == "finished" and {r["rank"] for r in again.records} == {0, 1}
+    finally:
+        cluster.stop()
+
+
+def test_below_min_workers_is_the_clear_error_within_seconds(runs_dir):
+    cluster = _start("min")
+    try:
+        run = cluster.train(RunConfig(steps=100_000, runs_dir=runs_dir, elastic=True, min_workers=3))
+        _kill_at(run, cluster, 1, 5)
+        t0 = time.time()
+        with pytest.raises(WorkerError, match="worker 1 died.*min_workers=3"):
+            run.wait(timeout=30)
+        assert time.time() - t0 < 10
+        assert load_run(run.path).meta["status"] == "failed"
+    finally:
+        cluster.stop()
+    pids = [p for p in cluster._procs if p.is_running() and p.status() != "zombie"]
+    assert not pids and not lab_processes() or not [p for p in lab_processes() if "h16-min" in p]
+
+
+def test_elastic_knobs_are_checked_in_one_line():
+    with pytest.raises(ConfigError, match="^elastic must be off for strategy async"):
+        RunConfig(elastic=True).replace(**{"strategy.name": "async"}).validate()
+    with pytest.raises(ConfigError, match=r"^min_workers must be an integer in \[1, 2\]"):
+        RunConfig(elastic=True, min_workers=3).validate(workers=2)
+    with pytest.raises(ConfigError, match="^min_workers must be"):
+        RunConfig(min_workers=0).validate()
+
+
+def _gone(procs) -> bool:
+    return all(not p.is_running() or p.status() == "zombie" for p in procs)
+
+
+def test_a_newcomer_joins_a_running_run_with_the_others_state(runs_dir):
+    cluster = _start("join", workers=2)
+    try:
+        run = cluster.train(RunConfig(steps=100_000, runs_dir=runs_dir, elastic=True))
+        deadline = time.time() + 60
+        while run.step < 10:
+            assert time.time() < deadline
+            run.poll()
+            time.sleep(0.05)
+        assert cluster.add_workers(1, run) == [2]
+        while len([r for r in run.records if r["rank"] == 2]) < 10:   # the newcomer trains too
+            assert time.time() < deadline + 60, run._steps
+            run.poll()
+            time.sleep(0.05)
+        run.stop()
+        run.wait(timeout=60)
+        assert run.status == "stopped" and cluster.workers == 3
+        marks = [r for r in run.records if r.get("membership")]
+        assert {r["rank"] for r in marks} == {0, 1, 2} and len({r["step"] for r in marks}) == 1
+        # at its first step the newcomer holds exactly the others' parameters
+        assert len({r["membership"]["checksum"] for r in marks}) == 1
+        assert min(r["step"] for r in run.records if r["rank"] == 2) == marks[0]["step"]
+        assert _replicas_agree(cluster, run.id) == 0.0
+        (change,) = run.summary()["membership"]
+        assert change["joined"] == [2] and change["workers"] == 3 and change["steps_lost"] == 0
+        # outside a run, a newcomer joins the cluster's group at once
+        assert cluster.add_workers(1) == [3]
+        again = cluster.train(RunConfig(steps=5, runs_dir=runs_dir)).wait(timeout=60)
+        assert {r["rank"] for r in again.records} == {0, 1, 2, 3}
+    finally:
+        cluster.stop()
+    assert _gone(cluster._procs)   # the newcomers' engines too
+
+
+def test_a_crashed_notebook_leaves_nothing_running_after_a_join():
+    """The kernel dies mid elastic run after a worker joined: every engine, the newcomer's too, goes."""
+    import subprocess
+    import sys
+    from lab.pids import pid_alive
+    code = ("import os, time; from lab.cluster import Cluster; from lab.config import RunConfig\n"
+            f"c = Cluster.start(2, cluster_id='h16-crash-{os.getpid()}', grace_s=4, reuse=False)\n"
+            "run = c.train(RunConfig(steps=100000, elastic=True, runs_dir=os.environ['RUNS']))\n"
+            "while run.step < 5: run.poll(); time.sleep(0.05)\n"
+            "c.add_workers(1, run)\n"
+            "print(*c.pids, c.ipp.controller.pid, flush=True)\n"
+            "os._exit(9)\n")
+    import tempfile
+    env = dict(os.environ, RUNS=tempfile.mkdtemp(prefix="h16-runs-"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    pids = [int(x) for x in out.stdout.split()]
+    assert len(pids) == 4, out.stderr[-2000:]
+    deadline = time.time() + 30
+    while time.time() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.5)
+    assert not any(pid_alive(p) for p in pids), "engines or controller outlived the crashed kernel"
