@@ -403,10 +403,11 @@ class Cluster:
         if self.lease is not None:
             self.lease.close()
         self._rendezvous = None   # the notebook-hosted store of elastic runs (lab.elastic), if any
-        try:
-            self.client.close()
-        except Exception:
-            pass
+        # bounded: a Ctrl-C that lands inside the client's zmq traffic can leave its close waiting on
+        # its IO thread, and nothing may keep stop() from ending the processes below
+        closer = threading.Thread(target=_close_quietly, args=(self.client,), daemon=True)
+        closer.start()
+        closer.join(timeout=2.0)
         if self.ipp is not None:
             # the family known at start counts too: a dead engine's nanny is nobody's child by now
             family = {p.pid: p for p in self._procs + _family(self._roots())}
@@ -489,3 +490,10 @@ def _end_all(procs: list, wait_s: float = 3.0) -> None:
             procs = [p for p in procs if not _gone(p)]
             if procs:
                 time.sleep(0.05)
+
+
+def _close_quietly(client) -> None:
+    try:
+        client.close(linger=0)
+    except Exception:
+        pass
