@@ -156,7 +156,8 @@ class Cluster:
                 shutdown_atexit=False, log_level=40, **kw)
             ipp_cluster.start_cluster_sync()
             client = ipp_cluster.connect_client_sync()
-            client.wait_for_engines(workers, timeout=timeout_s)
+            # engines take seconds to start, minutes on a loaded machine: starting waits longer than a collective
+            client.wait_for_engines(workers, timeout=max(timeout_s, 90.0))
             lease = _Lease(cls._profile_dir() / "security" / f"lab-lease-{cluster_id}")
             ids = sorted(client.ids)[:workers]
             pid = getattr(ipp_cluster.controller, "pid", None)

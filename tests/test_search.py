@@ -43,7 +43,8 @@ def test_tiny_asha_search_prunes_saves_and_reloads(cluster, tmp_path):
     pruned = [t for t in s.trials if t.state == "pruned"]
     # trials wait at each rung until ASHA decided (the first hold may land a few steps late on a
     # loaded machine: a 1-worker MLP step is quicker than the round trip that schedules it)
-    assert all(t.steps < 40 for t in pruned) and any(t.steps in (5, 10, 20) for t in pruned), \
+    # (a trial the notebook polls late, on a loaded machine, can be pruned at its last report: <= 40)
+    assert all(t.steps <= 40 for t in pruned) and any(t.steps in (5, 10, 20) for t in pruned), \
         [(t.number, t.steps) for t in pruned]
     assert s.total_steps < 5 * 40
     assert s.best is not None and s.best.params["optim.lr"] in (1e-2, 3e-3) and s.best.value > 0.5
