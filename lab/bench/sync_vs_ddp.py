@@ -53,20 +53,8 @@ def _ddp_side(cfg_dict: dict) -> dict:
     from lab.optim import make_optimizer
     opt = make_optimizer(ddp.module, cfg.optim)
     worker.STATE.setdefault("bench_keep", []).append(ddp)  # never let a DDP object be collected mid-cluster
-    batches = task.batches(rank, world, cfg.data.batch_size)
-    warm = max(1, cfg.steps // 10)
     dist.barrier()
-    samples, t_start = 0, None
-    for step in range(cfg.steps):
-        if step == warm:
-            t_start = clock.now()
-        loss, n, _ = task.loss(ddp, next(batches))
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        opt.step()
-        if step >= warm:
-            samples += n
-    return {"samples": samples, "seconds": clock.now() - t_start}
+    return _timed_loop(task, ddp, opt, task.batches(rank, world, cfg.data.batch_size), cfg.steps, clock)
 
 
 def _single_side(cfg_dict: dict, device: str) -> dict:
@@ -78,10 +66,14 @@ def _single_side(cfg_dict: dict, device: str) -> dict:
     cfg = RunConfig.from_dict(cfg_dict)
     task, model, _ = build(cfg, device)
     opt, clock = make_optimizer(model, cfg.optim), clock_for(device)
-    batches = task.batches(0, 1, cfg.data.batch_size)
-    warm = max(1, cfg.steps // 10)
+    return _timed_loop(task, model, opt, task.batches(0, 1, cfg.data.batch_size), cfg.steps, clock)
+
+
+def _timed_loop(task, model, opt, batches, steps: int, clock) -> dict:
+    """The plain training loop (DDP's, or one process's): samples and seconds after a 10% warm-up."""
+    warm = max(1, steps // 10)
     samples, t_start = 0, None
-    for step in range(cfg.steps):
+    for step in range(steps):
         if step == warm:
             t_start = clock.now()
         loss, n, _ = task.loss(model, next(batches))
