@@ -106,7 +106,9 @@ def format_summary(s: dict) -> str:
     lines.append(f"  wire, every node: {wire['per_sample']:.0f} B per {s['unit'].rstrip('s') or 'sample'}")
     for m in s.get("membership", []):   # an elastic run's workers changed (lab.elastic)
         who = (f"worker(s) {m['left']} left" if m["left"] else "") + (f"worker(s) {m['joined']} joined" if m["joined"] else "")
-        lines.append(f"  step {m['step']}: {who}, {m['workers']} workers on, {m.get('steps_lost') or 0} step(s) lost")
+        server = f", the server's state {m['server']}" if m.get("server") else ""
+        lines.append(f"  step {m['step']}: {who}, {m['workers']} workers on, {m.get('steps_lost') or 0} step(s) lost"
+                     + server)
     return "\n".join(lines)
 
 

@@ -153,8 +153,8 @@ class RunConfig:
     slowdown: List[float] = knob([], "per-worker slow-down factors, one per worker, e.g. 1,3", range=(1, 100),
                                  live=True, note="1 = full speed")
     checkpoint_every: int = knob(100, "steps between checkpoints fetched into runs/<id>/", range=(1, None), live=True)
-    elastic: bool = knob(False, "a dead worker does not end the run: the others re-form the group, roll back to "
-                                "their last common state and go on (sync, local, ps; lab.elastic)")
+    elastic: bool = knob(False, "a dead worker does not end the run: the others re-form the group, go on "
+                                "from their last common state (sync, local, ps, async, ssp; lab.elastic)")
     min_workers: int = knob(1, "an elastic run stops with an error once fewer workers than this are left",
                             range=(1, 256))
     name: str = knob("", "a label for plots and the arena")

@@ -14,10 +14,15 @@ A run with `elastic=True` (and `min_workers`) survives a worker's death (chapter
 3. *Re-formed.* Each survivor joins a new default process group of the survivors
    (`PrefixStore(f"{run}/gen{g}/", store)`), and the control group beside it
    (`lab.worker.make_groups`).
-4. *Restored.* The survivors roll back to the last state every one of them holds: under `sync`
-   the last step every survivor finished (one of them may have finished one more: it redoes it);
-   under `local` the last averaging. The survivor holding it broadcasts parameters and optimizer
-   state (`RESTORE`, one entry per strategy), so all survivors hold identical replicas.
+4. *Restored.* The survivors go back to the last state every one of them holds (`RESTORE`, one
+   entry per strategy): under `sync` the last step every survivor finished (one of them may have
+   finished one more: it redoes it); under `local` the last averaging; under `ps` the server's
+   state, which its hot standby (rank 1) mirrors, so it moves to a survivor when the server dies;
+   under `async` and `ssp` the server thread's state (nobody goes back: each worker's pushes were
+   applied), or, when the server's worker died, the newest parameters a survivor read, with the
+   optimizer state restarted. The survivor holding it broadcasts parameters and optimizer state
+   through the data plane, so the ledger counts those bytes (in the next record), and all
+   survivors hold identical replicas.
 5. *Re-sharded.* Each takes its shard of the data for the new world size and carries on. Its
    first record after that carries `membership` (generation, workers, who left, steps lost,
    recovery seconds): the dashboards mark it on every plot as they mark a live change, and the
@@ -33,10 +38,10 @@ Records keep each worker's id from the start of the run in `rank` (a survivor's 
 re-formed group is only its position there; a newcomer gets the next id), so a worker's curve stays
 its own across changes. After such a run the cluster is its members (`cluster.workers` follows).
 
-Limits: `async` and `ssp` are not elastic (their server thread and its store keys would have to
-move: a ConfigError says so). Under `ps` a dead server's optimizer state is lost (its parameters are
-not: every worker holds them). The state broadcast after a change is not in the byte ledger. A
-second death while the survivors re-form waits for the group's timeout before failing cleanly.
+Limits: an `async` or `ssp` server's updates after the newest read a survivor holds are lost with
+the server's worker (the membership mark says `server: restarted`), and so is `ps`'s optimizer
+state when the server and its standby die together. A second death while the survivors re-form
+waits for the group's timeout before failing cleanly.
 """
 from __future__ import annotations
 
@@ -55,8 +60,15 @@ from .errors import LabError, WorkerError, check
 class Restore:
     """How a strategy's last consistent state is kept (one instance per worker and run).
 
-    `committed(info)` after each step (None: at the start) returns True when the state after it is consistent
-    (the same on every worker); `state()` is the state to broadcast after a failure."""
+    `committed(info)` after each step (None: at the start) returns True when the state after it is
+    consistent (the same on every worker). After a failure every survivor says what it holds
+    (`claim`); the lowest committed step wins and, among those holding it, the highest `claim`
+    (e.g. the one holding a server's state); that holder `settle`s (makes its live model and
+    optimizer the consistent state) and broadcasts them. Under a `lockstep` strategy every survivor
+    goes back to that step; otherwise (a server's) each goes on from its own."""
+    server = False     # a parameter server's strategy: the membership mark says what became of its state
+    mirrored = False   # a standby holds the server's whole state (the server's death loses nothing)
+    lockstep = True    # every survivor goes back to the same step (else each goes on from its own)
 
     def __init__(self, trainer):
         self.t = trainer
@@ -65,13 +77,18 @@ class Restore:
     def committed(self, info) -> bool:
         raise NotImplementedError
 
+    def claim(self) -> int:
+        return 0
+
+    def settle(self) -> None:
+        if self.snapshot is not None:
+            self.t.model.load_state_dict(self.snapshot["model"])
+            self.t.optimizer.load_state_dict(self.snapshot["optimizer"])
+
     def take(self) -> dict:
         from .checkpoints import to_cpu   # copies, on the CPU (the control plane's side)
         t = self.t
         return {"model": to_cpu(t.model.state_dict()), "optimizer": to_cpu(t.optimizer.state_dict())}
-
-    def state(self) -> dict:
-        return self.snapshot if self.snapshot is not None else self.take()
 
 
 class EveryStep(Restore):
@@ -93,12 +110,40 @@ class LastAverage(Restore):
 
 
 class ServerState(EveryStep):
-    """`ps`: after each step every worker holds the server's parameters; only the server (rank 0)
-    holds the optimizer's state. When the server died, a survivor becomes the server (the new rank
-    0) with the last parameters but its own, never stepped, optimizer state (Adam's moments restart)."""
+    """`ps`: after each step every worker holds the server's parameters; the server (rank 0) and
+    its hot standby (rank 1, `lab.strategies.ps`) also its optimizer state. When the server died,
+    the standby becomes the new rank 0 and hands both to everyone; only when both died does the
+    optimizer state restart (Adam's moments, momentum)."""
+    server = mirrored = True
+
+    def claim(self) -> int:
+        return int(getattr(self.t.strategy, "holds_server", False))
 
 
-RESTORE: Dict[str, Callable] = {"sync": EveryStep, "local": LastAverage, "ps": ServerState}
+class ServerHeld(Restore):
+    """`async`, `ssp`: the server's state is the consistent one; nobody rolls back (each worker's
+    pushes were applied as they came: a worker goes on from its own step). If the server's worker
+    survived, it hands the server's parameters and optimizer state to everyone; if it died, the
+    survivor that read the newest parameters (the server's version in each reply) does, and the
+    optimizer state restarts (the server's updates after that read are lost)."""
+    server, lockstep = True, False
+
+    def committed(self, info) -> bool:
+        return True
+
+    def claim(self) -> int:
+        st = self.t.strategy
+        return 1 << 40 if getattr(st, "server", None) is not None else int(getattr(st, "version_read", 0))
+
+    def settle(self) -> None:
+        st = self.t.strategy
+        if getattr(st, "server", None) is not None:
+            st.server.state_into(st.params(), self.t.optimizer)
+
+
+
+RESTORE: Dict[str, Callable] = {"sync": EveryStep, "local": LastAverage, "ps": ServerState,
+                                "async": ServerHeld, "ssp": ServerHeld}
 
 
 def check_config(cfg, workers: Optional[int] = None) -> None:
@@ -204,6 +249,11 @@ class Guard:
         self.done = self.committed = trainer.start_step   # steps applied / the consistent state's step
         self.restore = None
         self.joining = "join" in link   # a newcomer (add_workers): Guard.join instead of the start barrier
+        self.members = list(link["join"]["members"]) if self.joining else list(range(trainer.ctx.world))
+        ctx = trainer.ctx
+        # the strategies' store waits give way when the workers change, and their keys live in the
+        # notebook's store, which outlives any worker (rank 0's engine hosts the cluster's)
+        ctx.elastic, ctx.interrupt, ctx.store = True, self.check, self.store
 
     def begin(self) -> None:
         """After the strategy attached, before the first step: the starting state is consistent."""
@@ -231,19 +281,29 @@ class Guard:
         t0 = time.perf_counter()
         _cut_pairs(self.link["peers"], self.link["store_ports"])   # peers still waiting on this one fail now
         _leave_group()
+        t.strategy.abandon()   # its threads and hooks go; its state (a server's) stays for `settle`
+        claim = self.restore.claim()   # (before the ranks change)
         msg = self._next_generation()
+        server_died = bool(self.members) and self.members[0] in msg.get("left", [])
         self._reform(msg)
-        # the last consistent state: the lowest step any survivor holds, from the first survivor holding it
+        # the last consistent state: under a lockstep strategy the lowest step any survivor holds (all
+        # go back to it), from the survivor with the best claim on it; else the best claim's
         import torch.distributed as dist
         STATE = _W["STATE"]
-        mine = torch.tensor([self.committed, self.done], dtype=torch.int64)
-        every = [torch.zeros(2, dtype=torch.int64) for _ in range(ctx.world)]
+        mine = torch.tensor([self.committed, self.done, claim], dtype=torch.int64)
+        every = [torch.zeros(3, dtype=torch.int64) for _ in range(ctx.world)]
         dist.all_gather(every, mine, group=STATE.get("control"))
-        target = min(int(v[0]) for v in every)
+        lockstep = self.restore.lockstep
+        target = min(int(v[0]) for v in every) if lockstep else self.done
         reached = max(int(v[1]) for v in every)
-        holder = next(r for r, v in enumerate(every) if int(v[0]) == target)
-        state = self._share(self.restore.state() if ctx.rank == holder else None, holder)
-        self._adopt(state, target, msg, reached - target, t0)
+        holder = max((r for r, v in enumerate(every) if int(v[0]) == target or not lockstep),
+                     key=lambda r: (int(every[r][2]), -r))
+        server = None
+        if self.restore.server:   # what became of the server's state
+            moved = self.restore.mirrored and int(every[holder][2]) > 0   # a standby held the server's state
+            server = ("moved" if moved else "restarted") if server_died else "kept"
+        self._handover(holder, target)
+        self._adopt(target, msg, reached - target if lockstep else 0, t0, server)
         return target
 
     def regroup(self, msg: dict) -> None:
@@ -254,8 +314,8 @@ class Guard:
         t.strategy.detach()
         _leave_group()
         self._reform(msg)
-        state = self._share(dict(self.restore.take(), step=t.step) if t.ctx.rank == 0 else None, 0)
-        self._adopt(state, t.step, msg, 0, t0)
+        self._handover(0, t.step)
+        self._adopt(t.step, msg, 0, t0, "kept" if self.restore.server else None)
 
     def join(self) -> None:
         """A newcomer (`add_workers`): join the group the members re-form at their next step and
@@ -263,9 +323,9 @@ class Guard:
         t0, t = time.perf_counter(), self.t
         msg = self.link["join"]
         self._reform(msg)
-        state = self._share(None, 0)
-        t.start_step = t.step = state["step"]
-        self._adopt(state, state["step"], msg, 0, t0)
+        step = self._handover(0, None)
+        t.start_step = t.step = step
+        self._adopt(step, msg, 0, t0, None)
 
     def _reform(self, msg: dict) -> None:
         """Join generation `msg["gen"]`'s group; this worker's context follows its new rank."""
@@ -279,35 +339,49 @@ class Guard:
         ctx.comm = fresh.comm
         ctx.comm.link = link
         ctx.slowdown = t.cfg.slowdown_of(self.worker)
+        self.members = list(msg["members"])
 
-    def _share(self, state, src: int) -> dict:
-        """`state` from rank `src` to every member (on the control plane), returned on each."""
+    def _handover(self, src: int, step) -> int:
+        """Rank `src` makes its live model and optimizer the consistent state and broadcasts them
+        (parameters and optimizer state through the data plane, so the ledger counts them: they go
+        in the next record); `src`'s `step` comes back on every member."""
         import torch.distributed as dist
-        box = [state]
+        from .strategies.averaging import broadcast_state
+        t, ctx = self.t, self.t.ctx
+        if ctx.rank == src and self.restore is not None:
+            self.restore.settle()
+        box = [step]
         dist.broadcast_object_list(box, src=src, group=_W["STATE"].get("control"))
+        lg = ctx.comm.ledger
+        lg.reset()
+        broadcast_state(ctx.comm, [p for p in t.model.parameters() if p.requires_grad], t.optimizer, src=src)
+        from .train import SWITCH_COUNTERS, _add
+        t._carry = _add(t._carry, {k: getattr(lg, k) for k in SWITCH_COUNTERS if getattr(lg, k)})
         return box[0]
 
-    def _adopt(self, state: dict, step: int, msg: dict, lost: int, t0: float) -> None:
-        """Load the shared state, restart the strategy, take this rank's shard, mark the next record."""
+    def _adopt(self, step: int, msg: dict, lost: int, t0: float, server) -> None:
+        """Restart the strategy on the shared state, take this rank's shard, mark the next record."""
         t, ctx = self.t, self.t.ctx
         name = t.cfg.strategy.effective()
-        t.model.load_state_dict(state["model"])
-        t.optimizer.load_state_dict(state["optimizer"])
-        _drop(t.strategy)
+        if t.strategy.model is not None:   # (a newcomer's never attached)
+            t.strategy.abandon()
         from .devices import checked
         from .strategies import STRATEGIES
+        ctx.cache["generation"], ctx.cache["attaches"] = msg["gen"], 0   # the strategies' store keys start afresh
         t.strategy = checked(STRATEGIES.build(t.cfg.strategy.name, t.cfg.strategy, ctx), ctx, t.optimizer)
         t.strategy.attach(t.model, t.optimizer)   # fresh: its counters start at the shared state
         self.restore = RESTORE[name](t)
-        if isinstance(self.restore, LastAverage):
-            self.restore.snapshot = {"model": state["model"], "optimizer": state["optimizer"]}
+        self.restore.committed(None)   # the shared state is consistent (local: its snapshot)
         self.done = self.committed = step
         t._batches = t.task.batches(ctx.rank, ctx.world, lambda: t.cfg.data.batch_size)   # the new shards
         self.gen = msg["gen"]
         checksum = float(sum(p.detach().double().sum() for p in t.model.parameters()))
-        t._marks["membership"] = {"gen": self.gen, "workers": ctx.world, "left": msg.get("left", []),
-                                  "joined": msg.get("joined", []), "steps_lost": lost,
-                                  "recovery_s": time.perf_counter() - t0, "checksum": checksum}
+        mark = {"gen": self.gen, "workers": ctx.world, "left": msg.get("left", []),
+                "joined": msg.get("joined", []), "steps_lost": lost,
+                "recovery_s": time.perf_counter() - t0, "checksum": checksum}
+        if server is not None:
+            mark["server"] = server
+        t._marks["membership"] = mark
 
     def _next_generation(self) -> dict:
         """Wait for the notebook's next generation (newest first); a stop or none in time: WorkerError."""
@@ -341,14 +415,6 @@ def guard(trainer) -> Optional[Guard]:
         return None
     trainer.worker_id = link["worker"]   # records keep the worker's id for the whole run
     return Guard(trainer, link)
-
-
-def _drop(strategy) -> None:
-    """Let go of a strategy whose group is gone without its `detach` (which may talk to the others):
-    only its gradient hooks go (`sync` all-reduces from them while backward runs)."""
-    close = getattr(getattr(strategy, "averager", None), "close", None)
-    if callable(close):
-        close()
 
 
 def _cut_pairs(peers, store_ports) -> None:

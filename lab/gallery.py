@@ -11,7 +11,8 @@ static page cannot draw, so `render` turns each into a `<div>` drawn by `Plotly.
 plotly.js loaded from one local `plotly.min.js` beside the pages: no network at all, a single
 copy of the library for the whole gallery. Widgets (live dashboards, panels) keep their state in
 the kernel, which a static page does not have: each is replaced by a short note saying what is
-there when the chapter runs (progress bars keep just their text). `index.html` links every chapter with its status and time.
+there when the chapter runs (progress bars keep just their text). `index.html` links every chapter with its
+status, run time, mode and when it ran; `--chapters` re-renders those pages and keeps the other rows.
 
 The test suite renders the same way (tests/gallery_plugin.py): it keeps the outputs nbval already
 got for every notebook cell and renders them with `render` at the end of the session, so the CI
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 import os
 import re
 import time
@@ -142,24 +144,49 @@ def first_heading(nb) -> str:
     return ""
 
 
-def write_index(out_dir, pages: Sequence[dict], mode: str) -> Path:
-    """index.html: one row per chapter (link, title, status, seconds)."""
-    rows = []
+_ROW = re.compile(r"<tr data-page='([^']*)'>")
+
+
+def index_rows(out_dir) -> List[dict]:
+    """The pages an existing index.html in `out_dir` lists (each row keeps its record), [] if none."""
+    path = Path(out_dir) / "index.html"
+    if not path.exists():
+        return []
+    return [json.loads(html.unescape(m)) for m in _ROW.findall(path.read_text(encoding="utf-8"))]
+
+
+def write_index(out_dir, pages: Sequence[dict], mode: str, keep: bool = False) -> Path:
+    """index.html: one row per chapter (link, title, status, seconds, mode, when it ran), sorted by chapter.
+
+    Each page's own mode and time are in its row (pages without them get `mode` and now). keep: also
+    list the rows of the existing index for chapters not in `pages` whose page is still there (a
+    `--chapters` run re-renders some pages and keeps the others, which ran earlier).
+    """
+    now = time.strftime("%Y-%m-%d %H:%M %Z")
+    records = {}
+    if keep:
+        records = {r["chapter"]: r for r in index_rows(out_dir) if (Path(out_dir) / r["path"]).exists()}
     for p in pages:
-        ok = p.get("ok", True)
-        status = "ran" if ok else f"FAILED: {html.escape(p.get('error', '')[:200])}"
-        secs = f"{p['seconds']:.0f} s" if p.get("seconds") is not None else ""
-        rows.append(f"<tr><td><a href=\"{html.escape(Path(p['path']).name)}\">{html.escape(p['chapter'])}</a></td>"
-                    f"<td>{html.escape(p['title'])}</td><td>{status}</td><td>{secs}</td></tr>")
+        records[p["chapter"]] = {"chapter": p["chapter"], "path": Path(p["path"]).name, "title": p["title"],
+                                 "ok": p.get("ok", True), "error": p.get("error", ""), "seconds": p.get("seconds"),
+                                 "mode": p.get("mode", mode), "rendered": p.get("rendered", now)}
+    rows = []
+    for r in sorted(records.values(), key=lambda r: r["chapter"]):
+        status = "ran" if r["ok"] else f"FAILED: {html.escape(r['error'][:200])}"
+        secs = f"{r['seconds']:.0f} s" if r.get("seconds") is not None else ""
+        rows.append(f"<tr data-page='{html.escape(json.dumps(r), quote=True)}'>"
+                    f"<td><a href=\"{html.escape(r['path'])}\">{html.escape(r['chapter'])}</a></td>"
+                    f"<td>{html.escape(r['title'])}</td><td>{status}</td><td>{secs}</td>"
+                    f"<td>{html.escape(r['mode'])}</td><td>{html.escape(r['rendered'])}</td></tr>")
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>distlab: the chapters, rendered</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} td{{padding:4px 12px}}
 tr:nth-child(even){{background:#f4f4f4}}</style></head>
 <body><h1>distlab: the chapters, rendered</h1>
-<p>Every chapter executed top to bottom ({html.escape(mode)} mode) on {html.escape(time.strftime('%Y-%m-%d %H:%M %Z'))},
+<p>Every chapter executed top to bottom (in the mode and at the time its row gives),
 its outputs and plots saved as static pages (no network needed). Live widgets appear as notes:
 run the chapter in JupyterLab (<code>./scripts/lab.sh</code>) to use them.</p>
-<table><tr><th>chapter</th><th>title</th><th>status</th><th>run time</th></tr>
+<table><tr><th>chapter</th><th>title</th><th>status</th><th>run time</th><th>mode</th><th>rendered</th></tr>
 {chr(10).join(rows)}
 </table></body></html>
 """
@@ -229,10 +256,11 @@ def build(out_dir=None, quick: bool = False, selection: Optional[Sequence[str]] 
                 nb = nbformat.read(str(path), as_version=4)
         seconds = time.perf_counter() - t0
         info = render(nb, out_dir / f"{path.stem}.html")
-        pages.append({**info, "chapter": path.stem, "ok": ok, "error": error, "seconds": seconds})
+        pages.append({**info, "chapter": path.stem, "ok": ok, "error": error, "seconds": seconds,
+                      "rendered": time.strftime("%Y-%m-%d %H:%M %Z")})
         log(f"{path.name}: {'ok' if ok else 'FAILED (' + error + ')'} in {seconds:.0f} s, "
             f"{info['figures']} figures -> {info['path']}")
-    index = write_index(out_dir, pages, "quick" if quick else "full")
+    index = write_index(out_dir, pages, "quick" if quick else "full", keep=bool(selection))  # the other chapters' rows stay
     failed = [p["chapter"] for p in pages if not p["ok"]]
     return {"pages": pages, "failed": failed, "index": index}
 

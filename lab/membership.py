@@ -157,6 +157,8 @@ class Membership:
                 em = e.get("membership")
                 if em and em["gen"] == m["gen"] and em.get("steps_lost") is None:
                     e["step"], em["steps_lost"], em["recovery_s"] = r["step"], m["steps_lost"], m["recovery_s"]
+                    if "server" in m:   # what became of a parameter server's state (lab.elastic)
+                        em["server"] = m["server"]
                     changed = True
         if changed:
             run._save_meta()

@@ -340,14 +340,16 @@ class Run(RunData):
         eta = (t / done) * (self.cfg.steps - done) if done else None
         return {"step": done, "steps": self.cfg.steps, "elapsed": elapsed, "eta": eta, "status": self.status}
 
-    def wait(self, timeout: Optional[float] = None, interval: float = 0.2) -> "Run":
-        """Poll until the run ends (blocking: for scripts and tests; notebooks use `watch`).
+    def wait(self, timeout: Optional[float] = None, interval: float = 0.2,
+             until: Optional[Callable[["Run"], bool]] = None) -> "Run":
+        """Poll until the run ends, or until `until(run)` holds (blocking: for scripts, tests and
+        a chapter's "train a while, then..."; notebooks watch live runs with `watch`).
 
         Raises WorkerError if a worker failed or died, TimeoutError after `timeout` seconds.
         """
         deadline = None if timeout is None else time.time() + timeout
         try:
-            while not self.done:
+            while not self.done and not (until is not None and until(self)):
                 self.poll()
                 if deadline and time.time() > deadline:
                     raise TimeoutError(f"run {self.id} still going after {timeout} s (status {self.status})")

@@ -277,6 +277,12 @@ def model_state(run_id: str) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def optimizer_state(run_id: str) -> dict:
+    """This worker's optimizer state (CPU copies), e.g. to check a server's state moved intact."""
+    from .checkpoints import to_cpu
+    return to_cpu(RUNS[run_id].trainer.optimizer.state_dict())
+
+
 def health() -> bool:
     """A one-number all-reduce over the cluster's control group (a CPU tensor: gloo, never the data
     group, which may be NCCL): True if the group still works."""

@@ -3,6 +3,7 @@ import os
 import time
 
 import pytest
+import torch
 
 from conftest import lab_processes
 from lab.cluster import Cluster
@@ -32,8 +33,12 @@ def _replicas_agree(cluster, run_id) -> float:
     return max((s[k].double() - states[0][k].double()).abs().max().item() for s in states[1:] for k in s)
 
 
+LOCKSTEP = {"sync", "local", "ps"}   # survivors go back to a common step; async/ssp each go on from its own
+
+
 @pytest.mark.parametrize("strategy,extra,kill", [("sync", {}, 2), ("local", {"strategy.period": 4}, 2),
-                                                 ("ps", {}, 0)])   # ps: the server's engine dies
+                                                 ("ps", {}, 0),     # the server's engine dies: its standby takes over
+                                                 ("async", {}, 2), ("async", {}, 0), ("ssp", {}, 1)])
 def test_a_dead_worker_leaves_the_others_training(runs_dir, strategy, extra, kill):
     cluster = _start(strategy)
     alive = [w for w in range(3) if w != kill]
@@ -55,10 +60,19 @@ def test_a_dead_worker_leaves_the_others_training(runs_dir, strategy, extra, kil
         assert dead == list(range(len(dead))) and len(dead) >= near - 5
         (change,) = saved.summary()["membership"]
         assert change["left"] == [kill] and change["workers"] == 2 and change["gen"] == 1
-        assert change["steps_lost"] is not None and change["steps_lost"] <= (1 if strategy == "sync" else 4)
+        assert change["steps_lost"] is not None and change["steps_lost"] <= {"sync": 1, "ps": 1, "local": 4}.get(strategy, 0)
         assert change["recovery_s"] < 5
         marked = [r for r in saved.records if r.get("membership")]
-        assert {r["rank"] for r in marked} == set(alive) and all(r["step"] == change["step"] for r in marked)
+        assert sorted(r["rank"] for r in marked) == alive   # one mark per survivor
+        if strategy in LOCKSTEP:
+            assert all(r["step"] == change["step"] for r in marked)
+        if strategy in ("ps", "async", "ssp"):   # what became of the server's state is said
+            assert change["server"] == ("kept" if kill else "moved" if strategy == "ps" else "restarted")
+        if strategy == "ps":   # the standby carried the server's Adam state across: every step counted once
+            steps = {int(v["step"]) for v in cluster.call(0, "optimizer_state", run.id)["state"].values()}
+            assert steps and min(steps) >= 120 - change["steps_lost"], steps
+        # the state handed over after the change is on the wire: in the survivors' marked records
+        assert all(r["bytes_sent"] + r["bytes_recv"] > 0 for r in marked)
         from lab.compare import change_points
         assert change_points(saved.records) and change_points(saved.records)[0][1]["workers"] == 2
         assert time.time() - t0 < 60
@@ -86,12 +100,41 @@ def test_below_min_workers_is_the_clear_error_within_seconds(runs_dir):
 
 
 def test_elastic_knobs_are_checked_in_one_line():
-    with pytest.raises(ConfigError, match="^elastic must be off for strategy async"):
-        RunConfig(elastic=True).replace(**{"strategy.name": "async"}).validate()
+    with pytest.raises(ConfigError, match="^elastic must be off for strategy gossip"):
+        RunConfig(elastic=True).replace(**{"strategy.name": "gossip"}).validate()
     with pytest.raises(ConfigError, match=r"^min_workers must be an integer in \[1, 2\]"):
         RunConfig(elastic=True, min_workers=3).validate(workers=2)
     with pytest.raises(ConfigError, match="^min_workers must be"):
         RunConfig(min_workers=0).validate()
+
+
+def test_the_ps_standby_mirrors_the_server_bit_for_bit(runs_dir):
+    """Under an elastic ps, rank 1 applies the server's step itself: parameters and Adam state equal the server's."""
+    cluster = _start("standby")
+    try:
+        run = cluster.train(RunConfig(steps=100_000, runs_dir=runs_dir, elastic=True).replace(**{"strategy.name": "ps"}))
+        deadline = time.time() + 60
+        while run.step < 15:
+            assert time.time() < deadline
+            run.poll()
+            time.sleep(0.05)
+        at = run.pause()   # every worker waits at step `at`'s boundary once it recorded step at-1
+        while len({r["rank"] for r in run.records if r["step"] == at - 1}) < 3:
+            assert time.time() < deadline
+            run.poll()
+            time.sleep(0.05)
+        opt = [cluster.call(r, "optimizer_state", run.id) for r in range(3)]
+        assert _replicas_agree(cluster, run.id) == 0.0   # the standby computed what the others were sent
+        server, standby, worker = (o["state"] for o in opt)
+        assert server and standby.keys() == server.keys() and not worker   # only the two hold Adam's state
+        for k in server:
+            for name, v in server[k].items():
+                assert torch.equal(standby[k][name], v), (k, name)
+        assert int(server[0]["step"]) == at
+        run.stop()
+        run.wait(timeout=60)
+    finally:
+        cluster.stop()
 
 
 def _gone(procs) -> bool:

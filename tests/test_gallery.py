@@ -48,6 +48,19 @@ def test_render_writes_a_page_with_the_figure_the_text_and_a_widget_note(tmp_pat
     assert 'href="99_tiny.html"' in index.read_text()
 
 
+def test_an_index_for_some_chapters_keeps_the_other_rows_with_their_own_mode_and_time(tmp_path):
+    for stem in ("00_a", "03b_b", "03_c"):
+        (tmp_path / f"{stem}.html").write_text("page")
+    page = lambda stem, **kw: {"chapter": stem, "path": str(tmp_path / f"{stem}.html"), "title": stem, "seconds": 2.0, **kw}
+    gallery.write_index(tmp_path, [page("03b_b", rendered="2000-01-01 00:00 UTC"), page("00_a")], "full")
+    text = gallery.write_index(tmp_path, [page("03_c", ok=False, error="boom")], "quick", keep=True).read_text()
+    rows = gallery.index_rows(tmp_path)
+    assert [r["chapter"] for r in rows] == ["00_a", "03_c", "03b_b"]  # the chapters' file order
+    assert [r["mode"] for r in rows] == ["full", "quick", "full"] and rows[2]["rendered"] == "2000-01-01 00:00 UTC"
+    assert "FAILED: boom" in text and "2000-01-01 00:00 UTC" in text
+    assert [r["chapter"] for r in gallery.index_rows(gallery.write_index(tmp_path, [page("00_a")], "full").parent)] == ["00_a"]
+
+
 def test_chapter_selection_by_number_and_a_bad_one_in_one_line():
     assert [p.name for p in gallery.chapters(["00"])] == ["00_start_here.ipynb"]
     with pytest.raises(ConfigError, match="chapters must be chapter numbers"):

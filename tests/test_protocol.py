@@ -17,7 +17,7 @@ from lab.config import CompressionConfig, RunConfig
 from lab.procs import run_group, train
 from lab.strategies import STRATEGIES
 from lab.strategies.base import KINDS
-from lab.strategies.server import Server
+from lab.strategies.server import META, Server
 
 EXACT = {"model.dtype": "float64", "model.dropout": 0.0, "optim.name": "sgd", "optim.lr": 0.1}
 
@@ -48,7 +48,7 @@ def test_traffic_formulas():
     ps = STRATEGIES.get("ps")(cfg, None)
     assert ps.traffic(0, 4, 1000) == (3000, 3000) and ps.traffic(2, 4, 1000) == (1000, 1000)
     asy = STRATEGIES.get("async")(cfg, None)
-    assert asy.traffic(0, 4, 1000) == (0, 0) and asy.traffic(1, 4, 1000, itemsize=8) == (1000, 1016)
+    assert asy.traffic(0, 4, 1000) == (0, 0) and asy.traffic(1, 4, 1000, itemsize=8) == (1000, 1000 + 8 * META)
     assert STRATEGIES.get("ssp")(cfg, None).traffic(1, 4, 1000) is None
     cfg.period = 4
     assert STRATEGIES.get("local")(cfg, None).traffic(1, 4, 1000) is None
@@ -67,7 +67,7 @@ def test_async_server_state_round_trips():
     grads = [torch.randn(18, dtype=torch.float64) for _ in range(5)]
     for i, g in enumerate(grads):
         a.push(i % 2, g)
-    a.read_into(1, torch.zeros(18 + 2, dtype=torch.float64))
+    a.read_into(1, torch.zeros(18 + META, dtype=torch.float64))
     sd = a.state_dict()
     assert sd["params"].device.type == "cpu" and sd["version"] == 5 and sd["clock"] == [3, 2] and sd["read"] == [0, 5]
     _, b = _server(seed=1)  # other parameters, no momentum yet

@@ -8,6 +8,7 @@ from ipyparallel import interactive
 
 from lab.cluster import Cluster
 from lab.config import RunConfig
+from lab.strategies.server import META
 from lab.errors import ConfigError, WorkerError
 from lab.remote import call
 
@@ -127,7 +128,7 @@ def test_async_converges_and_records_staleness(lab_cluster, tmp_path):
     assert all(r["wait_s"] == 0 for r in run.records)      # and nobody waits for anybody
     # the remote worker pushes a gradient and gets the parameters back; rank 0 shares the server's process
     b = 4 * N_PARAMS
-    assert {(r["bytes_sent"], r["bytes_recv"]) for r in run.records if r["rank"] == 1} == {(b, b + 8)}
+    assert {(r["bytes_sent"], r["bytes_recv"]) for r in run.records if r["rank"] == 1} == {(b, b + 4 * META)}
     # rank 0's records carry the server's traffic while rank 0 trains (the straggler may push later)
     served = sum(r["server_bytes_recv"] for r in run.records if r["rank"] == 0)
     assert 0 < served <= 300 * b and served % b == 0
@@ -137,10 +138,10 @@ def test_async_converges_and_records_staleness(lab_cluster, tmp_path):
     assert after.get("server_bytes_recv", 0) > 0, after  # the 3x straggler pushed after rank 0 finished
     assert served + after["server_bytes_recv"] == 300 * b
     replied = sum(r["server_bytes_sent"] for r in run.records if r["rank"] == 0) + after["server_bytes_sent"]
-    assert replied == 300 * (b + 8)
+    assert replied == 300 * (b + 4 * META)
     per0 = s["per_worker"][0]  # the summary's per-step server load counts all of it
     assert per0["server_bytes_recv_per_step"] * 300 == pytest.approx(300 * b)
-    assert per0["server_bytes_sent_per_step"] * 300 == pytest.approx(300 * (b + 8))
+    assert per0["server_bytes_sent_per_step"] * 300 == pytest.approx(300 * (b + 4 * META))
     assert s["test_acc"] >= 0.93, s
     assert_replicas_agree(c, run.id)
 

@@ -3,7 +3,8 @@
 Four workers, the CNN on digits, an elastic run (`lab.elastic`) per trial: a random worker is
 killed at a random step (its engine process exits, as in a crash), the others re-form the group
 and go on; then one worker is added back (`Cluster.add_workers`) and joins at the next step with
-the others' state. Per strategy (`sync`, `local` H = 4, `ps`; a quick run: `sync` only, one trial):
+the others' state. Per strategy (`sync`, `local` H = 4, `ps`, `async`, `ssp` s = 2, four trials each;
+a quick run: `sync` only, one trial):
 
 - **hangs**: trials where no record came for `STALL_S` seconds (the run is then abandoned);
 - **records lost**: steps missing from a worker's records between its first and last step (a
@@ -74,7 +75,10 @@ def trial(cluster, cfg, rng) -> dict:
             out["join error"] = f"{type(e).__name__}: {e}"
     if not _until(run, lambda: run.done):
         return dict(out, hang=True, run=run)
-    return dict(out, run=run, lost=lost(run), acc=run.final("test_acc"), status=run.status)
+    from lab.elastic import events
+    server = [e["server"] for e in events(run.meta) if e.get("server") and e["left"]]
+    return dict(out, run=run, lost=lost(run), acc=run.final("test_acc"), status=run.status,
+                server=server[0] if server else None)
 
 
 @benchmark("faults")
@@ -82,8 +86,10 @@ def faults(quick: bool = False) -> dict:
     from lab.cluster import Cluster
     from lab.config import RunConfig
     strategies = [("sync", {})] + ([] if quick else [("local H=4", {"strategy.name": "local", "strategy.period": 4}),
-                                                     ("ps", {"strategy.name": "ps"})])
-    trials = 1 if quick else 7
+                                                     ("ps", {"strategy.name": "ps"}),
+                                                     ("async", {"strategy.name": "async"}),
+                                                     ("ssp s=2", {"strategy.name": "ssp", "strategy.staleness": 2})])
+    trials = 1 if quick else 4   # 20 in all
     rng = random.Random(16)
     runs_dir = tempfile.mkdtemp(prefix="lab-bench-faults-")
     cid = f"bench-faults-{os.getpid()}"
@@ -112,6 +118,9 @@ def faults(quick: bool = False) -> dict:
             rows.append({"strategy": label, "trials": len(got), "hangs": sum(m["hang"] for m in got),
                          "records lost": sum(m.get("lost") or 0 for m in got),
                          "joined": sum(m["joined"] for m in got),
+                         "server state (kept/moved/restarted)": "/".join(
+                             str(sum(m.get("server") == k for m in got)) for k in ("kept", "moved", "restarted"))
+                         if any(m.get("server") for m in got) else "-",
                          "recovery s": over_seeds(rec) if rec else None,
                          "uninterrupted test acc": ref,
                          "accuracy drop (points)": over_seeds(drops) if drops else None})

@@ -26,12 +26,11 @@ from typing import Optional
 
 import torch
 
-from ..errors import WorkerError
 from . import strategy
 from .averaging import broadcast_state
 from .base import StepInfo, Strategy
 from .buckets import flat_grads, load_flat, numel
-from .server import META, TAG, Server, Serving
+from .server import META, TAG, Server, ServerDown, Serving
 from .signals import join, namespace, store_client, wait_keys
 
 
@@ -57,6 +56,7 @@ class AsyncPS(Strategy):
         self.serving: Optional[Serving] = None    # rank 0 only, with two or more workers
         self.next_lag = 0          # clock lag of the parameters the next step computes on
         self.steps = 0             # this worker's steps since attach (its clock)
+        self.version_read = 0      # the server's version of the parameters this worker holds
         self.reported = (0, 0, 0)  # the server's bytes (sent, received, framing) already put in a record
         if ctx.rank == 0:
             self.server = Server(ps, optimizer, ctx.world, 1.0 / ctx.world)
@@ -85,13 +85,20 @@ class AsyncPS(Strategy):
             if push:
                 comm.send(mine, 0, tag=TAG)
             comm.recv(self.reply, 0, tag=TAG)
-            staleness, lag = int(self.reply[-2].item()), int(self.reply[-1].item())
+            staleness, lag = int(self.reply[-3].item()), int(self.reply[-2].item())
         load_flat(ps, self.reply[:-META])
+        self.version_read = int(self.reply[-1].item())
         return staleness, lag
 
     def check_server(self) -> None:
         if self.serving is not None and self.serving.error:
-            raise WorkerError(f"the parameter server on rank 0 failed: {self.serving.error}")
+            raise ServerDown(f"the parameter server on rank 0 failed: {self.serving.error}")
+
+    def abandon(self) -> None:
+        """The group broke (an elastic run re-forms): stop the server thread, keep the server's state."""
+        if self.serving is not None:
+            self.serving.stop.set()
+            self.serving.thread.join(5.0)
 
     def server_bytes(self) -> dict:
         """The server's bytes since they were last reported (rank 0 with a server thread)."""

@@ -57,6 +57,8 @@ class WorkerContext:
     compression: Any = None               # lab.compression.owner.Compression: compressor + residuals, made by the trainer
     abort_reason: Optional[Callable[[], Optional[str]]] = None  # set by lab.worker: why the run was aborted
     cache: Dict[str, Any] = field(default_factory=dict)  # what outlives one strategy: store clients, attach counts
+    elastic: bool = False                 # the run survives a worker's death (lab.elastic): e.g. ps keeps a standby
+    interrupt: Optional[Callable[[], None]] = None  # set by lab.elastic: raises when the workers changed (store waits give way)
 
     def aborted(self) -> Optional[str]:
         """Why the run was aborted (a worker died or failed), or None while it goes on."""
@@ -95,6 +97,10 @@ class Strategy:
 
     def detach(self) -> None:
         pass
+
+    def abandon(self) -> None:
+        """Let go after the group broke, without talking to the others (an elastic run re-forms it,
+        `lab.elastic`): drop hooks, stop threads. The state stays where it is."""
 
     def unreported(self) -> dict:
         """Counters this worker accrued after its last step's record (e.g. a parameter server's

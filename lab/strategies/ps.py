@@ -8,6 +8,12 @@ grows with the number of workers while a ring all-reduce costs each worker about
 
 Only the server's optimizer steps; `detach` broadcasts its parameters and optimizer state so
 every worker leaves with the same state (`lab.strategies.averaging.broadcast_state`).
+
+A hot standby (elastic runs, `lab.elastic`): rank 1 is sent the averaged gradient instead of the
+new parameters (the same bytes) and applies the same optimizer step itself, so it holds the
+server's parameters *and* optimizer state bit for bit (the same operations on the same numbers;
+on the same kind of hardware). If the server dies, the standby becomes the new rank 0 with
+nothing lost: the server's state moves to a survivor, as replicated parameter servers do.
 """
 from __future__ import annotations
 
@@ -40,6 +46,8 @@ class ParameterServer(Strategy):
         # with a compressor, gradients travel as packed bytes (lab.compression.wire)
         self.codec = self.ctx.compression.wire(self.grad, self.name)
         self.inbox = self.codec.empty(self.grad.device) if self.codec else torch.zeros_like(self.grad)
+        self.standby = self.ctx.elastic and self.ctx.world > 1   # rank 1 mirrors the server (elastic runs)
+        self.holds_server = self.ctx.rank == 0 or (self.ctx.rank == 1 and self.standby)   # its optimizer state
 
     def step(self, step: int) -> StepInfo:
         ctx, comm, ps = self.ctx, self.ctx.comm, self.params()
@@ -59,13 +67,17 @@ class ParameterServer(Strategy):
             set_grads(ps, total)
             self.optimizer.step()
             flat_params(ps, self.buf)
-            for dst in range(1, n):  # and outbound: (n-1) copies of the parameters
-                comm.send(self.buf, dst, tag=TAG)
+            for dst in range(1, n):  # and outbound: (n-1) copies of the parameters (the standby: the gradient)
+                comm.send(total if dst == 1 and self.standby else self.buf, dst, tag=TAG)
             lg = comm.ledger
             return StepInfo(staleness=0, extra={"server_bytes_sent": lg.bytes_sent, "server_bytes_recv": lg.bytes_recv})
         comm.send(mine, 0, tag=TAG)
         comm.recv(self.buf, 0, tag=TAG)
-        load_flat(ps, self.buf)
+        if ctx.rank == 1 and self.standby:  # the server's step, done here too: the same state
+            set_grads(ps, self.buf)
+            self.optimizer.step()
+        else:
+            load_flat(ps, self.buf)
         return StepInfo(staleness=0)
 
     def detach(self):

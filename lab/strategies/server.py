@@ -5,7 +5,9 @@
 message is announced in the store (a counter and one key per message, so the server knows who
 comes next and waits without polling, `lab.strategies.signals`), then the gradient arrives
 point to point through its own `Comm` (timed and byte-accounted apart from rank 0's worker)
-and the reply carries the current parameters plus META numbers (staleness, clock lag).
+and the reply carries the current parameters plus META numbers (staleness, clock lag, and the
+server's version: in an elastic run the survivor that read the newest parameters takes over when
+the server itself died, `lab.elastic`).
 """
 from __future__ import annotations
 
@@ -20,7 +22,12 @@ from .buckets import flat_params, load_flat, set_grads
 from .signals import store_client, wait_keys
 
 TAG = 21   # point-to-point tag of the server's messages
-META = 2   # extra numbers after the parameters in a reply: staleness, clock lag
+META = 3   # extra numbers after the parameters in a reply: staleness, clock lag, server version
+
+
+class ServerDown(RuntimeError):
+    """The server thread stopped on an error (a worker it talked to died, its group broke). Not a
+    LabError: an elastic run re-forms on it (`lab.elastic`), any other run fails with it."""
 
 
 class Server:
@@ -59,9 +66,11 @@ class Server:
             return staleness
 
     def read_into(self, rank: int, out: torch.Tensor) -> int:
-        """Copy the current parameters into `out`; returns the reader's clock lag behind the slowest."""
+        """Copy the current parameters into `out` and their version into its last number; returns
+        the reader's clock lag behind the slowest."""
         with self.lock:
             flat_params(self.params, out[:out.numel() - META])
+            out[-1] = self.version
             self.read[rank] = self.version
             return self.clock[rank] - min(self.clock)
 
@@ -144,5 +153,5 @@ class Serving:
                 comm.recv(self.inbox, src, tag=TAG)
                 staleness = srv.push(src, decode(self.inbox))
             lag = srv.read_into(src, out)
-            out[-2], out[-1] = staleness, lag
+            out[-3], out[-2] = staleness, lag
             comm.send(out, src, tag=TAG)

@@ -34,11 +34,13 @@ def namespace(ctx, name: str) -> str:
     """A fresh key prefix for one attach of strategy `name` (the same on every worker: they attach
     strategies in the same order), so keys of an earlier attach never answer a later one."""
     n = ctx.cache["attaches"] = ctx.cache.get("attaches", 0) + 1
-    return f"lab/{ctx.run_id}/{name}/{n}"
+    gen = ctx.cache.get("generation", 0)   # an elastic run's members re-form (lab.elastic): counts restart
+    return f"lab/{ctx.run_id}/{name}/{gen}.{n}"
 
 
 def wait_keys(store, keys, ctx, stop: Optional[threading.Event] = None) -> bool:
-    """Wait until every key exists; False if `stop` was set. Raises WorkerError on abort."""
+    """Wait until every key exists; False if `stop` was set. Raises WorkerError on abort; a worker's
+    own wait (no `stop`) in an elastic run gives way when the workers changed (`ctx.interrupt`)."""
     timeout = datetime.timedelta(seconds=POLL_S)
     while True:
         try:
@@ -52,6 +54,8 @@ def wait_keys(store, keys, ctx, stop: Optional[threading.Event] = None) -> bool:
             raise WorkerError(why)
         if stop is not None and stop.is_set():
             return False
+        if stop is None and ctx.interrupt is not None:
+            ctx.interrupt()
 
 
 def join(thread: threading.Thread, ctx, stop: threading.Event) -> None:
@@ -62,3 +66,9 @@ def join(thread: threading.Thread, ctx, stop: threading.Event) -> None:
         if why:
             stop.set()
             raise WorkerError(why)
+        if ctx.interrupt is not None:
+            try:
+                ctx.interrupt()
+            except RuntimeError:
+                stop.set()
+                raise

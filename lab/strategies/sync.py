@@ -39,6 +39,9 @@ class Sync(Strategy):
     def detach(self):
         self.averager.close()  # its gradient hooks go with it
 
+    def abandon(self):
+        self.averager.close()
+
     def traffic(self, rank, world, param_bytes, itemsize=4):
         """A ring all-reduce of the gradients plus one arrival-time slot per worker (gradients.py)."""
         b = 2 * (world - 1) / world * (param_bytes + (world * itemsize if world > 1 else 0))
