@@ -38,10 +38,14 @@ Records keep each worker's id from the start of the run in `rank` (a survivor's 
 re-formed group is only its position there; a newcomer gets the next id), so a worker's curve stays
 its own across changes. After such a run the cluster is its members (`cluster.workers` follows).
 
+A second death while the survivors re-form: before forming a generation's group, every member says
+it arrived (in the store) and waits for the others; the notebook's next generation, published when
+it sees the second death, sends them on to that one at once (no waiting out a group's timeout).
+
 Limits: an `async` or `ssp` server's updates after the newest read a survivor holds are lost with
 the server's worker (the membership mark says `server: restarted`), and so is `ps`'s optimizer
-state when the server and its standby die together. A second death while the survivors re-form
-waits for the group's timeout before failing cleanly.
+state when the server and its standby die together. A member that dies after it arrived and
+before the group formed is still waited for until the group's timeout.
 """
 from __future__ import annotations
 
@@ -283,9 +287,18 @@ class Guard:
         _leave_group()
         t.strategy.abandon()   # its threads and hooks go; its state (a server's) stays for `settle`
         claim = self.restore.claim()   # (before the ranks change)
-        msg = self._next_generation()
-        server_died = bool(self.members) and self.members[0] in msg.get("left", [])
-        self._reform(msg)
+        server_id = self.members[0] if self.members else None
+        msg = self._next_generation(self.gen)
+        left = set(msg.get("left", []))
+        while True:
+            try:
+                self._reform(msg)
+                break
+            except Regroup:   # another member died while this generation formed: on to the next
+                msg = self._next_generation(msg["gen"])
+                left |= set(msg.get("left", []))
+        msg = dict(msg, left=sorted(left))
+        server_died = server_id in left
         # the last consistent state: under a lockstep strategy the lowest step any survivor holds (all
         # go back to it), from the survivor with the best claim on it; else the best claim's
         import torch.distributed as dist
@@ -332,6 +345,7 @@ class Guard:
         t = self.t
         ctx = t.ctx
         rank, world = msg["members"].index(self.worker), len(msg["members"])
+        self._arrive(msg)
         _join_group(f"{ctx.run_id}/gen{msg['gen']}/", self.store, rank, world)
         fresh = _W["context"](ctx.run_id)
         ctx.rank, ctx.world, ctx.group, ctx.store = fresh.rank, fresh.world, fresh.group, self.store
@@ -383,12 +397,33 @@ class Guard:
             mark["server"] = server
         t._marks["membership"] = mark
 
-    def _next_generation(self) -> dict:
-        """Wait for the notebook's next generation (newest first); a stop or none in time: WorkerError."""
+    def _arrive(self, msg: dict) -> None:
+        """Say this worker is here for generation `msg["gen"]` and wait for every member to say so,
+        before forming its group (whose rendezvous would wait out the whole timeout for a member
+        that died meanwhile); a newer generation published meanwhile raises Regroup at once."""
+        ctx, g = self.t.ctx, msg["gen"]
+        prefix = f"{ctx.run_id}/gen{g}/arrived/"
+        self.store.set(prefix + str(self.worker), "1")
+        keys = [prefix + str(w) for w in msg["members"]]
+        timeout = _W["STATE"].get("timeout_s", 30.0)
+        deadline = time.monotonic() + timeout
+        while not self.store.check(keys):
+            if self.store.check([f"{ctx.run_id}/gen{g + 1}"]):
+                raise Regroup(f"generation {g + 1} published while generation {g} formed")
+            if ctx.aborted():
+                raise WorkerError(ctx.aborted())
+            if time.monotonic() > deadline:
+                missing = [w for w, k in zip(msg["members"], keys) if not self.store.check([k])]
+                raise WorkerError(f"worker(s) {missing} did not arrive for generation {g} within {timeout:.0f} s")
+            time.sleep(0.01)
+
+    def _next_generation(self, after: int) -> dict:
+        """Wait for the notebook's generation after `after` (the newest if several are out); a stop
+        or none in time: WorkerError."""
         ctx = self.t.ctx
         STATE = _W["STATE"]
         deadline = time.monotonic() + STATE.get("timeout_s", 30.0)
-        g = self.gen + 1
+        g = after + 1
         while True:
             if ctx.aborted():
                 raise WorkerError(ctx.aborted())

@@ -128,7 +128,7 @@ class Membership:
             c.client[e].apply_async(call, "start_run", run.id, run.cfg.to_dict(), None).get(timeout=c.timeout_s)
         self.rdzv.set(f"{run.id}/gen{msg['gen']}", msg)
         step = run._command({"_members": msg})   # the members re-form at this step (lab.control)
-        if step is None:
+        if step is None or step >= run.cfg.steps:   # (past the last step: no member would ever get there)
             for e in engines:
                 c.client[e].apply_async(call, "abort", run.id, "the run ended before the workers joined")
             raise WorkerError(f"run {run.id} ended before the new workers could join")
@@ -155,7 +155,8 @@ class Membership:
                 continue
             for e in run.meta["events"]:
                 em = e.get("membership")
-                if em and em["gen"] == m["gen"] and em.get("steps_lost") is None:
+                # (<=: a generation superseded while it formed resumed with the next one)
+                if em and em["gen"] <= m["gen"] and em.get("steps_lost") is None:
                     e["step"], em["steps_lost"], em["recovery_s"] = r["step"], m["steps_lost"], m["recovery_s"]
                     if "server" in m:   # what became of a parameter server's state (lab.elastic)
                         em["server"] = m["server"]

@@ -165,6 +165,24 @@ class Trainer:
         if self.elastic is not None:
             self.elastic.begin()
         step = self.start_step
+        while True:   # (an elastic run's last detach may meet a death too: it recovers and ends again)
+            step = self._loop(step, start)
+            comm = ctx.comm
+            comm.ledger.reset()  # what ending costs (a final averaging, the server's state broadcast) is
+            try:
+                self.strategy.detach()  # on the wire too: it goes in the run's after_last_step, not lost
+                break
+            except Exception as e:
+                if self.elastic is None:
+                    raise
+                step = self.elastic.recover(step, e)
+        spent = {k: getattr(comm.ledger, k) for k in SWITCH_COUNTERS if getattr(comm.ledger, k)}
+        self.after_last_step = _add(self.strategy.unreported(), spent)
+
+    def _loop(self, step: int, start: float) -> int:
+        """Steps from `step` to the end (or a stop); returns the step it ended at."""
+        cfg, ctx, comm = self.cfg, self.ctx, self.ctx.comm
+        batches = self._batches
         while step < cfg.steps:
             try:  # an elastic run (lab.elastic) recovers from a failed step below
                 self.step = step
@@ -204,10 +222,7 @@ class Trainer:
                 batches, comm = self._batches, ctx.comm
                 continue
             step += 1
-        comm.ledger.reset()  # what ending costs (a final averaging, the server's state broadcast) is
-        self.strategy.detach()  # on the wire too: it goes in the run's after_last_step, not lost
-        spent = {k: getattr(comm.ledger, k) for k in SWITCH_COUNTERS if getattr(comm.ledger, k)}
-        self.after_last_step = _add(self.strategy.unreported(), spent)
+        return step
 
     def _record(self, step, start, loss, n, compute, step_s, info, extras, changes) -> dict:
         ctx, lg, cfg = self.ctx, self.ctx.comm.ledger, self.cfg

@@ -38,7 +38,7 @@ LOCKSTEP = {"sync", "local", "ps"}   # survivors go back to a common step; async
 
 @pytest.mark.parametrize("strategy,extra,kill", [("sync", {}, 2), ("local", {"strategy.period": 4}, 2),
                                                  ("ps", {}, 0),     # the server's engine dies: its standby takes over
-                                                 ("async", {}, 2), ("async", {}, 0), ("ssp", {}, 1)])
+                                                 ("async", {}, 0), ("ssp", {}, 1)])   # the server dies / survives
 def test_a_dead_worker_leaves_the_others_training(runs_dir, strategy, extra, kill):
     cluster = _start(strategy)
     alive = [w for w in range(3) if w != kill]
@@ -71,8 +71,12 @@ def test_a_dead_worker_leaves_the_others_training(runs_dir, strategy, extra, kil
         if strategy == "ps":   # the standby carried the server's Adam state across: every step counted once
             steps = {int(v["step"]) for v in cluster.call(0, "optimizer_state", run.id)["state"].values()}
             assert steps and min(steps) >= 120 - change["steps_lost"], steps
-        # the state handed over after the change is on the wire: in the survivors' marked records
-        assert all(r["bytes_sent"] + r["bytes_recv"] > 0 for r in marked)
+        # the state handed over after the change is on the wire: the survivors' marked records carry
+        # the parameters' bytes on top of what a step of theirs moves
+        param_bytes = 4 * sum(v.numel() for v in cluster.call(0, "model_state", run.id).values())
+        for r in marked:
+            usual = sorted(x["bytes_sent"] + x["bytes_recv"] for x in by[r["rank"]] if not x.get("membership"))
+            assert r["bytes_sent"] + r["bytes_recv"] - usual[len(usual) // 2] >= param_bytes, (r, usual[len(usual) // 2])
         from lab.compare import change_points
         assert change_points(saved.records) and change_points(saved.records)[0][1]["workers"] == 2
         assert time.time() - t0 < 60
@@ -81,6 +85,44 @@ def test_a_dead_worker_leaves_the_others_training(runs_dir, strategy, extra, kil
         assert again.status == "finished" and {r["rank"] for r in again.records} == {0, 1}
     finally:
         cluster.stop()
+
+
+def test_two_deaths_in_a_row_cost_seconds_not_a_timeout(runs_dir):
+    """A second worker dies while the first re-form may still be going on: the run goes on with 2."""
+    cluster = _start("two", workers=4)
+    try:
+        run = cluster.train(RunConfig(steps=150, eval_every=50, runs_dir=runs_dir, elastic=True, min_workers=2))
+        _kill_at(run, cluster, 3, 15)
+        t0 = time.time()
+        cluster.kill_worker(2)
+        run.wait(timeout=120)
+        assert run.status == "finished", run.meta.get("error")
+        assert time.time() - t0 < 20   # the group's timeout is 30 s: never waited out
+        changes = run.summary()["membership"]
+        assert sorted(w for c in changes for w in c["left"]) == [2, 3] and changes[-1]["workers"] == 2
+        assert all(c["steps_lost"] is not None for c in changes)
+        assert _replicas_agree(cluster, run.id) == 0.0
+    finally:
+        cluster.stop()
+
+
+def test_a_generation_that_cannot_form_gives_way_to_the_next():
+    """Members wait for each other before forming a group; the next generation ends the wait at once."""
+    import threading
+    from types import SimpleNamespace
+    import torch.distributed as dist
+    import lab.worker  # noqa: F401  (binds lab.elastic's engine side)
+    from lab.elastic import Guard, Regroup
+    store = dist.HashStore()
+    ctx = SimpleNamespace(world=3, run_id="r", aborted=lambda: None)
+    guard = Guard(SimpleNamespace(ctx=ctx, start_step=0), {"worker": 0, "store": store, "notified": 0})
+    threading.Timer(0.3, store.set, ("r/gen2", "{}")).start()   # worker 2 died before it arrived
+    t0 = time.time()
+    with pytest.raises(Regroup, match="generation 2 published while generation 1 formed"):
+        guard._arrive({"gen": 1, "members": [0, 1, 2]})
+    assert 0.25 < time.time() - t0 < 2 and store.check(["r/gen1/arrived/0"])
+    store.set("r/gen3/arrived/1", "1")   # with everyone there it returns at once
+    guard._arrive({"gen": 3, "members": [0, 1]})
 
 
 def test_below_min_workers_is_the_clear_error_within_seconds(runs_dir):

@@ -12,7 +12,7 @@ from typing import Optional
 
 from ..errors import WorkerError
 
-POLL_S = 1.0  # how long one store wait lasts before looking for an abort
+POLL_S = 0.25  # how long one store wait lasts before looking for an abort (or, elastic, a new generation)
 
 
 def store_client(ctx, role: str):
