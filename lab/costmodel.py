@@ -8,6 +8,8 @@ busiest link one after another in one step, for n workers and a payload of B byt
     parameter server (star)       2 c messages        2 c * B bytes             (the server's link: c
                                   gradients in, then c parameter copies out; c = n for a dedicated
                                   server, n-1 when the server is worker 0 as in the lab's `ps`)
+    asynchronous server           2 c messages        (c + 1) * B bytes         (pushes and replies of
+                                  different clients overlap on the full-duplex link: `async`)
     all-gather (compressed, b)    (n-1) messages      (n-1) * b bytes           (per worker, each way)
     local SGD (period H)          a ring all-reduce of the parameters every H steps: ring / H
 
@@ -57,6 +59,16 @@ def parameter_server(n: int, nbytes: float, clients: int = None) -> Cost:
     (one after the other: the server needs every gradient before it can answer): two phases."""
     c = n if clients is None else clients
     return Cost(2 * c, 2 * c * nbytes, 2)
+
+
+@ALGORITHMS.register("ps-async")
+def async_server(n: int, nbytes: float, clients: int = None) -> Cost:
+    """Asynchronous star: nobody waits for a round, so one client's push comes in while the reply to
+    the one before goes out (a full-duplex link); a client's exchange waits its turn behind the
+    others': per exchange the busiest direction carries `clients` payloads, plus one (its own reply
+    follows its push). With one client that is the synchronous star's 2 B."""
+    c = n if clients is None else clients
+    return Cost(2 * c, (c + 1) * nbytes, 2)
 
 
 @ALGORITHMS.register("allgather")
@@ -166,6 +178,6 @@ STRATEGY_ALGORITHM: Dict[str, Callable] = {
     # the lab's strategies -> (algorithm, extra kwargs from the run's config), for `bench scaling`
     "sync": lambda cfg, n: ("ring", {}),
     "ps": lambda cfg, n: ("ps", {"clients": n - 1}),
-    "async": lambda cfg, n: ("ps", {"clients": n - 1}),
+    "async": lambda cfg, n: ("ps-async", {"clients": n - 1}),
     "local": lambda cfg, n: ("local", {"period": cfg.strategy.period}),
 }

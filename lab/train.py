@@ -177,7 +177,8 @@ class Trainer:
                     raise
                 step = self.elastic.recover(step, e)
         spent = {k: getattr(comm.ledger, k) for k in SWITCH_COUNTERS if getattr(comm.ledger, k)}
-        self.after_last_step = _add(self.strategy.unreported(), spent)
+        self.after_last_step = _add(_add(self.strategy.unreported(), spent), self._carry)   # (_carry: e.g. a
+        # state handed over when an elastic run re-formed during the last detach)
 
     def _loop(self, step: int, start: float) -> int:
         """Steps from `step` to the end (or a stop); returns the step it ended at."""

@@ -86,3 +86,11 @@ def test_bad_input_is_one_line():
 def test_error_and_doctests():
     assert cm.error(1.1, 1.0) == pytest.approx(0.1) and math.isnan(cm.error(1.0, 0.0))
     assert doctest.testmod(cm).failed == 0
+
+
+def test_the_async_star_overlaps_pushes_and_replies():
+    # one client: nothing overlaps, the synchronous star's 2 B; more: c payloads plus its own reply
+    assert cm.cost("ps-async", 2, 1000, clients=1) == cm.cost("ps", 2, 1000, clients=1)
+    assert cm.cost("ps-async", 4, 1000, clients=3) == (6, 4000, 2)
+    assert cm.cost("ps", 4, 1000, clients=3).bytes == 6000
+    assert cm.STRATEGY_ALGORITHM["async"](None, 8) == ("ps-async", {"clients": 7})

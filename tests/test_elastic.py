@@ -87,6 +87,27 @@ def test_a_dead_worker_leaves_the_others_training(runs_dir, strategy, extra, kil
         cluster.stop()
 
 
+def test_a_death_during_the_last_drain_is_survived(runs_dir):
+    """async: the fast workers finished and wait in the server's final drain when the straggler dies."""
+    cluster = _start("drain")
+    try:
+        cfg = RunConfig(steps=120, eval_every=60, runs_dir=runs_dir, elastic=True, min_workers=2,
+                        slowdown=[1, 1, 4]).replace(**{"strategy.name": "async"})
+        run = cluster.train(cfg)
+        run.wait(until=lambda r: all(r._steps[w] >= 119 for w in (0, 1)), timeout=120)
+        assert run.by_rank().get(2) and max(x["step"] for x in run.by_rank()[2]) < 100   # the straggler is behind
+        cluster.kill_worker(2)
+        t0 = time.time()
+        run.wait(timeout=60)
+        assert run.status == "finished", run.meta.get("error")
+        assert time.time() - t0 < 10 and cluster.workers == 2
+        (change,) = run.summary()["membership"]
+        assert change["left"] == [2] and change["workers"] == 2
+        assert _replicas_agree(cluster, run.id) == 0.0
+    finally:
+        cluster.stop()
+
+
 def test_two_deaths_in_a_row_cost_seconds_not_a_timeout(runs_dir):
     """A second worker dies while the first re-form may still be going on: the run goes on with 2."""
     cluster = _start("two", workers=4)

@@ -107,6 +107,8 @@ def measure(run, ab, model_bytes: int) -> dict:
     # samples/s over the timed steps (after warm-up, without rank 0's evaluations), summed over workers
     rate = sum(sum(r["n"] for r in rows) / sum(r["step_s"] for r in rows) for rows in by_rank.values())
     algo, kw = costmodel.STRATEGY_ALGORITHM[cfg.strategy.name](cfg, n)
+    if cfg.strategy.name == "local" and n > 1:   # steps per averaging in this window (not exactly H)
+        kw = {"period": round(len(busiest) / max(1, sum(bool(r.get("averaged")) for r in busiest)), 2)}
     nbytes = model_bytes
     if cfg.strategy.compression.name != "none":   # all-gathered payloads of b bytes, one call per layer
         algo = "allgather"
