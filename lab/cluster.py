@@ -412,10 +412,11 @@ class Cluster:
         if self.ipp is not None:
             # the family known at start counts too: a dead engine's nanny is nobody's child by now
             family = {p.pid: p for p in self._procs + _family(self._roots())}
-            try:
-                self.ipp.stop_cluster_sync()
-            except Exception:
-                pass
+            # bounded too (ipyparallel's stop waits on its launchers, which a loaded machine or a
+            # Ctrl-C can stall): what it leaves running, _end_all ends
+            stopper = threading.Thread(target=_stop_quietly, args=(self.ipp,), daemon=True)
+            stopper.start()
+            stopper.join(timeout=wait_s)
             _end_all(list(family.values()), wait_s)  # nothing may outlive stop()
         if self.net is not None:
             self.net.stop()
@@ -491,6 +492,13 @@ def _end_all(procs: list, wait_s: float = 3.0) -> None:
             procs = [p for p in procs if not _gone(p)]
             if procs:
                 time.sleep(0.05)
+
+
+def _stop_quietly(ipp_cluster) -> None:
+    try:
+        ipp_cluster.stop_cluster_sync()
+    except Exception:
+        pass
 
 
 def _close_quietly(client) -> None:

@@ -72,6 +72,11 @@ class Ledger:
         for f in fields(self):
             setattr(self, f.name, f.default)
 
+    def spent(self) -> dict:
+        """The byte and message counters that are not zero: what a switch or a hand-over cost,
+        carried into the next record (`lab.train`, `lab.elastic`)."""
+        return {k: getattr(self, k) for k in SPENT if getattr(self, k)}
+
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -80,6 +85,14 @@ FRAMING = {"gloo": (290, 147)}  # backend -> (bytes per message, bytes per barri
 
 
 TCP_MSS, FRAME_HEADERS = 1448, 66  # TCP payload per segment; Ethernet + IP + TCP (timestamps) per frame
+
+
+SPENT = ("bytes_sent", "bytes_recv", "messages", "framing_bytes")
+
+
+def add_counters(a: dict, b: dict) -> dict:
+    """Counters summed key by key."""
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
 
 
 def header_bytes(payload: int, messages: int = 1) -> float:

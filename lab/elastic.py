@@ -369,8 +369,8 @@ class Guard:
         lg = ctx.comm.ledger
         lg.reset()
         broadcast_state(ctx.comm, [p for p in t.model.parameters() if p.requires_grad], t.optimizer, src=src)
-        from .train import SWITCH_COUNTERS, _add
-        t._carry = _add(t._carry, {k: getattr(lg, k) for k in SWITCH_COUNTERS if getattr(lg, k)})
+        from .comm import add_counters
+        t._carry = add_counters(t._carry, lg.spent())
         return box[0]
 
     def _adopt(self, step: int, msg: dict, lost: int, t0: float, server) -> None:

@@ -17,6 +17,7 @@ from . import checkpoints, records
 from .config import RunConfig, set_path
 from .control import ControlPoint
 from .devices import checked, step_figures as device_figures
+from .comm import add_counters as _add
 from .compression.owner import Compression
 from .models import MODELS
 from .optim import lr_at, make_optimizer, set_lr
@@ -176,7 +177,7 @@ class Trainer:
                 if self.elastic is None:
                     raise
                 step = self.elastic.recover(step, e)
-        spent = {k: getattr(comm.ledger, k) for k in SWITCH_COUNTERS if getattr(comm.ledger, k)}
+        spent = comm.ledger.spent()
         self.after_last_step = _add(_add(self.strategy.unreported(), spent), self._carry)   # (_carry: e.g. a
         # state handed over when an elastic run re-formed during the last detach)
 
@@ -196,7 +197,7 @@ class Trainer:
                     break
                 if changes:  # a switch's own traffic (e.g. the server's state broadcast) is this step's
                     lg = comm.ledger
-                    self._carry = _add(self._carry, {k: getattr(lg, k) for k in SWITCH_COUNTERS if getattr(lg, k)})
+                    self._carry = _add(self._carry, lg.spent())
                 set_lr(self.optimizer, lr_at(cfg.optim, step, cfg.steps, cfg.data.batch_size * ctx.world))  # schedule, live lr, scale_lr
                 comm.ledger.reset()
                 clock = comm.clock  # on CUDA it synchronises first: compute is the kernels', not their launches'
@@ -271,9 +272,3 @@ class Trainer:
                 "rng": checkpoints.get_rng(ctx.device)}
 
 
-SWITCH_COUNTERS = ("bytes_sent", "bytes_recv", "messages", "framing_bytes")
-
-
-def _add(a: dict, b: dict) -> dict:
-    """Counters summed key by key."""
-    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
