@@ -40,8 +40,11 @@ def test_run_returns_after_every_process_it_started(tmp_path):
 
 def test_ctrl_c_exits_130_leaves_nothing_and_saves_the_run_as_interrupted(tmp_path):
     env, runs = _env(tmp_path), tmp_path / "runs"
+    # as in a terminal: SIGINT at its default (a test run started in the background, `cmd &`, ignores it,
+    # and an ignored signal is inherited through exec: the CLI would never see this Ctrl-C)
     proc = subprocess.Popen([sys.executable, "-m", "lab", "run", "--workers", "2", "--steps", "100000",
-                             "--runs-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--runs-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 180
         records = []
