@@ -404,19 +404,17 @@ class Cluster:
         if self.lease is not None:
             self.lease.close()
         self._rendezvous = None   # the notebook-hosted store of elastic runs (lab.elastic), if any
-        # bounded: a Ctrl-C that lands inside the client's zmq traffic can leave its close waiting on
-        # its IO thread, and nothing may keep stop() from ending the processes below
-        closer = threading.Thread(target=_close_quietly, args=(self.client,), daemon=True)
-        closer.start()
-        closer.join(timeout=2.0)
+        try:
+            self.client.close(linger=0)
+        except Exception:
+            pass
         if self.ipp is not None:
             # the family known at start counts too: a dead engine's nanny is nobody's child by now
             family = {p.pid: p for p in self._procs + _family(self._roots())}
-            # bounded too (ipyparallel's stop waits on its launchers, which a loaded machine or a
-            # Ctrl-C can stall): what it leaves running, _end_all ends
-            stopper = threading.Thread(target=_stop_quietly, args=(self.ipp,), daemon=True)
-            stopper.start()
-            stopper.join(timeout=wait_s)
+            try:
+                self.ipp.stop_cluster_sync()
+            except Exception:
+                pass
             _end_all(list(family.values()), wait_s)  # nothing may outlive stop()
         if self.net is not None:
             self.net.stop()
@@ -493,16 +491,3 @@ def _end_all(procs: list, wait_s: float = 3.0) -> None:
             if procs:
                 time.sleep(0.05)
 
-
-def _stop_quietly(ipp_cluster) -> None:
-    try:
-        ipp_cluster.stop_cluster_sync()
-    except Exception:
-        pass
-
-
-def _close_quietly(client) -> None:
-    try:
-        client.close(linger=0)
-    except Exception:
-        pass

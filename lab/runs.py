@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -311,17 +310,11 @@ class Run(RunData):
         """Save the run as ended (`meta`), abort every worker without waiting, tell subscribers."""
         self.meta.update(finished=time.time(), **meta)
         self._save_meta()
-        def abort():
-            for e in self.cluster.engine_ids:
-                try:
-                    self.cluster.client[e].apply_async(_call, "abort", self.id, why)
-                except Exception:
-                    pass
-        # fire and forget, bounded: a Ctrl-C that landed inside the client's own traffic may leave it
-        # unable to send, and nothing may block an interrupt or a failure (stop() ends the engines)
-        sender = threading.Thread(target=abort, daemon=True)
-        sender.start()
-        sender.join(timeout=2.0)
+        for e in self.cluster.engine_ids:  # fire and forget: never block an interrupt or a failure
+            try:
+                self.cluster.client[e].apply_async(_call, "abort", self.id, why)
+            except Exception:
+                pass
         for cb in list(self._subscribers):
             cb(self, [])
 
