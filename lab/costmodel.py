@@ -74,7 +74,7 @@ def async_server(n: int, nbytes: float, clients: int = None) -> Cost:
 @ALGORITHMS.register("allgather")
 def all_gather(n: int, nbytes: float, calls: int = 1) -> Cost:
     """All-gather of compressed payloads of b bytes in all: (n-1) messages per call (one call per
-    layer when compressing layer by layer), (n-1) * b bytes each way."""
+    bucket: a bucket's layers, each compressed on its own, travel together), (n-1) * b bytes each way."""
     return Cost((n - 1) * calls, (n - 1) * nbytes)
 
 

@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 from lab.comm import Comm
 from lab.compression import COMPRESSORS
 from lab.compression.base import payload_bytes
-from lab.compression.exchange import exchange, payload_ratio, payload_ratios
+from lab.compression.exchange import exchange, exchange_many, payload_ratio, payload_ratios
 from lab.compression.memory import NoMemory, Residual, build_memory
 from lab.compression.signsgd import pack_bits, unpack_bits
 from lab.config import CompressionConfig
@@ -295,6 +295,9 @@ def _worker(rank, world, port, out):
         for name in NAMES:
             comp = COMPRESSORS.build(name, cfg)
             res[name] = {n: exchange(x.clone(), n, comp, NoMemory(), comm) for n, x in xs.items()}
+            comp, before = COMPRESSORS.build(name, cfg), comm.ledger.messages  # fresh: the same step again
+            together = exchange_many([(x.clone(), n) for n, x in xs.items()], comp, NoMemory(), comm)
+            res[f"{name} many"] = {"out": dict(zip(xs, together)), "messages": comm.ledger.messages - before}
         res["powersgd_vs_torch"] = {r: _powersgd_against_torch(comm, rank, r) for r in (1, 2, 3)}
         res["powersgd_vs_torch_layers"] = _powersgd_against_torch(comm, rank, 2, shapes=LAYERS)
         torch.save(res, os.path.join(out, f"rank{rank}.pt"))
@@ -338,6 +341,22 @@ def test_none_exchange_equals_plain_all_reduce_bit_for_bit(workers):
 def test_every_worker_gets_the_same_average(name, workers):
     for n in workers[0][name]:
         assert torch.equal(workers[0][name][n], workers[1][name][n]), n
+
+
+@pytest.mark.parametrize("name", ["none", "fp16", "bf16", "topk", "randomk", "signsgd", "efsignsgd", "powersgd"])
+def test_many_tensors_in_one_exchange_equal_one_by_one_in_fewer_collectives(name, workers):
+    """`exchange_many` of three tensors gives what three `exchange`s give, bit for bit, on every
+    worker, in one collective where payloads can share one (top-k's values and indices of every
+    tensor in one all-gather: 2 ranks, so one message); PowerSGD keeps its own rounds."""
+    for res in workers:
+        for n, out in res[f"{name} many"]["out"].items():
+            assert torch.equal(out, res[name][n]), n
+    messages = workers[0][f"{name} many"]["messages"]
+    if name == "powersgd":
+        assert messages > 2 * (WORLD - 1)  # its P and Q all-reduces, per compressible tensor
+    else:
+        allreduce = COMPRESSORS.build(name, CompressionConfig()).allreduce
+        assert messages == (2 * (WORLD - 1) if allreduce else WORLD - 1), messages
 
 
 @pytest.mark.parametrize("name", ["fp16", "bf16", "topk", "randomk", "signsgd", "efsignsgd"])

@@ -17,8 +17,9 @@ What was measured (2 ranks; 4 ranks in the same micro-benchmark): the ledger's a
 formulas are right (gloo's all-reduce is a ring, 2 (n-1)/n B per rank; all-gather (n-1) B),
 and on top gloo frames every message: ~290 B per message the ledger counts, plus ~147 B per
 barrier round (the ledger counts barriers as waiting, not bytes). So a payload-dominated run
-(fp32 sync: +0.3%; fp16 per layer: +4%) matches the ledger within 10%, while a payload-light
-one (powersgd, topk: a few KB a step) carries about twice the ledger on the wire. Every case
+(fp32 sync: +0.3%; top-k 1%, all its layers' payloads in one all-gather a step: +7%) matches the
+ledger within 10%, while a payload-light one split over many messages (powersgd: two all-reduces
+of a few hundred bytes per layer) carries about twice the ledger on the wire. Every case
 matches the ledger plus that framing within 10% (in practice within 1%).
 
 Needs `ss` (iproute2) and a kernel that reports `bytes_acked` (Linux >= 4.1); no root needed,
@@ -90,11 +91,13 @@ def with_framing(m: dict) -> int:
 CASES = {
     # plain fp32 sync: one ring all-reduce of the whole flat gradient (one bucket) per step
     "sync fp32": ({}, True),
-    # fp16 per layer: ten all-reduces a step of half the bytes; framing is ~4% here
+    # fp16 per layer: each layer compressed on its own, the half-size payloads in one all-reduce a step
     "fp16 per layer": ({"compressor": "fp16"}, True),
-    # payload-light: a few KB a step, so gloo's fixed ~290 B a message is as big as the payload
+    # payload-light: a few KB a step in two all-reduces per layer, so gloo's fixed ~290 B a message
+    # is as big as the payload
     "powersgd rank 2": ({"compressor": "powersgd", "rank": 2, "error_feedback": True}, False),
-    "topk 1% (all-gather)": ({"compressor": "topk", "ratio": 0.01, "error_feedback": True}, False),
+    # a few KB a step too, but every layer's values and indices in one all-gather: framing ~7%
+    "topk 1% (all-gather)": ({"compressor": "topk", "ratio": 0.01, "error_feedback": True}, True),
 }
 
 

@@ -110,7 +110,7 @@ def measure(run, ab, model_bytes: int) -> dict:
     if cfg.strategy.name == "local" and n > 1:   # steps per averaging in this window (not exactly H)
         kw = {"period": round(len(busiest) / max(1, sum(bool(r.get("averaged")) for r in busiest)), 2)}
     nbytes = model_bytes
-    if cfg.strategy.compression.name != "none":   # all-gathered payloads of b bytes, one call per layer
+    if cfg.strategy.compression.name != "none":   # all-gathered payloads of b bytes, one call per bucket
         algo = "allgather"
         nbytes = statistics.fmean(r["payload_bytes"] for r in recs)
         kw = {"calls": max(1, round(statistics.fmean(r["messages"] for r in busiest) / (n - 1)))} if n > 1 else {}

@@ -5,7 +5,7 @@ memory.compensate -> compressor.compress -> memory.update -> Comm collective -> 
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -35,29 +35,87 @@ def exchange(tensor: torch.Tensor, name: str, compressor, memory, comm) -> torch
         >>> comp = COMPRESSORS.build("topk", CompressionConfig(name="topk", ratio=0.01))
         >>> grad = exchange(flat, "bucket0", comp, Residual(), comm)
     """
-    raw = tensor.numel() * 4  # what the same tensor costs in fp32
-    tensor = memory.compensate(tensor, name)
-    if memory.take_flush(name):
-        compressor = _IDENTITY  # a flush sends the residual in full, once (see lab.compression.memory)
-    reduce = getattr(compressor, "reduce", None)
-    if reduce is not None:  # multi-round (PowerSGD): the compressor runs its own all-reduces
-        payload, ctx = reduce(tensor, name, comm)
+    return exchange_many([(tensor, name)], compressor, memory, comm)[0]
+
+
+def exchange_many(items: Sequence[Tuple[torch.Tensor, str]], compressor, memory, comm) -> List[torch.Tensor]:
+    """`exchange` of several tensors, each compressed on its own, all travelling in as few collectives
+    as their payloads allow: summable payloads in one all-reduce per dtype, gathered ones in one
+    all-gather of their bytes. So a per-layer top-k keeps every layer's own k and costs one
+    collective a step, not two per layer (as DDP's communication hooks compress a bucket's tensors
+    one by one and send the bucket at once). Multi-round compressors (`reduce`, PowerSGD) run their
+    own collectives, item by item. Every worker must pass the same names in the same order.
+
+    Returns one averaged tensor per item, in order."""
+    out: List[Optional[torch.Tensor]] = [None] * len(items)
+    summed, gathered = [], []  # (item index, compressor, payload, ctx)
+    for i, (tensor, name) in enumerate(items):
+        raw = tensor.numel() * 4  # what the same tensor costs in fp32
+        tensor = memory.compensate(tensor, name)
+        comp = _IDENTITY if memory.take_flush(name) else compressor  # a flush sends the residual in full, once
+        reduce = getattr(comp, "reduce", None)
+        if reduce is not None:  # multi-round (PowerSGD): the compressor runs its own all-reduces
+            payload, ctx = reduce(tensor, name, comm)
+            comm.note_payload(nbytes(payload), raw)
+            # the residual is taken against the *averaged* result, as torch's powerSGD_hook does
+            memory.update(tensor, name, comp, payload, ctx)
+            out[i] = comp.decompress(payload, ctx)
+            continue
+        payload, ctx = comp.compress(tensor, name)
+        # before the collective: all-reduce sums the payload in place, and the residual needs the local one
+        memory.update(tensor, name, comp, payload, ctx)
         comm.note_payload(nbytes(payload), raw)
-        # the residual is taken against the *averaged* result, as torch's powerSGD_hook does
-        memory.update(tensor, name, compressor, payload, ctx)
-        return compressor.decompress(payload, ctx)
-    payload, ctx = compressor.compress(tensor, name)
-    # before the collective: all-reduce sums the payload in place, and the residual needs the local one
-    memory.update(tensor, name, compressor, payload, ctx)
-    comm.note_payload(nbytes(payload), raw)
-    if compressor.allreduce:
-        for t in payload:
-            comm.all_reduce(t)
-        return compressor.decompress(payload, ctx) / comm.world
-    gathered = [comm.all_gather(t) for t in payload]  # one list per payload tensor, one entry per rank
-    per_rank = [list(ts) for ts in zip(*gathered)]
-    aggregate = getattr(compressor, "aggregate", None)
-    return aggregate(per_rank, ctx) if aggregate else average(compressor, per_rank, ctx)
+        (summed if comp.allreduce else gathered).append((i, comp, payload, ctx))
+    _all_reduce_packed([t for *_, payload, _ in summed for t in payload], comm)
+    for i, comp, payload, ctx in summed:
+        out[i] = comp.decompress(payload, ctx) / comm.world
+    per_item = _all_gather_packed([payload for *_, payload, _ in gathered], comm)
+    for (i, comp, _, ctx), per_rank in zip(gathered, per_item):
+        aggregate = getattr(comp, "aggregate", None)
+        out[i] = aggregate(per_rank, ctx) if aggregate else average(comp, per_rank, ctx)
+    return out
+
+
+def _all_reduce_packed(tensors: List[torch.Tensor], comm) -> None:
+    """Sum every tensor over the workers in place: one all-reduce per dtype (one tensor alone: no copy)."""
+    by_dtype: Dict[torch.dtype, List[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        if len(group) == 1 and group[0].is_contiguous():
+            comm.all_reduce(group[0])
+            continue
+        flat = comm.all_reduce(torch.cat([t.reshape(-1) for t in group]))
+        off = 0
+        for t in group:
+            t.copy_(flat[off:off + t.numel()].view_as(t))
+            off += t.numel()
+
+
+def _all_gather_packed(payloads: List[List[torch.Tensor]], comm) -> List[List[List[torch.Tensor]]]:
+    """Every worker's copy of each payload, in one all-gather of their bytes (one tensor alone: as it is).
+    Returns, per payload, one payload per rank."""
+    tensors = [t for p in payloads for t in p]
+    if not tensors:
+        return []
+    if len(tensors) == 1:
+        ranks = [[g] for g in comm.all_gather(tensors[0])]
+    else:
+        packed = torch.cat([t.contiguous().reshape(-1).view(torch.uint8) for t in tensors])
+        ranks = []
+        for buf in comm.all_gather(packed):
+            off, mine = 0, []
+            for t in tensors:
+                n = t.numel() * t.element_size()
+                # a fresh copy: a typed view needs its own aligned storage
+                mine.append(buf[off:off + n].clone().view(t.dtype).view(t.shape))
+                off += n
+            ranks.append(mine)
+    out, k = [], 0
+    for p in payloads:  # regroup the flat list of tensors into payloads
+        out.append([r[k:k + len(p)] for r in ranks])
+        k += len(p)
+    return out
 
 
 def payload_ratio(compressor, shapes: Iterable[Sequence[int]], itemsize: int = 4) -> float:

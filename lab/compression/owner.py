@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 from . import COMPRESSORS
-from .exchange import exchange
+from .exchange import exchange, exchange_many
 from .memory import build_memory
 from .wire import WireCodec
 
@@ -46,6 +46,11 @@ class Compression:
     def exchange(self, tensor: torch.Tensor, name: str, comm) -> torch.Tensor:
         """Average `tensor` over the workers, compressed (see `lab.compression.exchange.exchange`)."""
         return exchange(tensor, name, self.compressor, self.memory, comm)
+
+    def exchange_many(self, items, comm) -> list:
+        """`exchange` of several (tensor, name) pairs in as few collectives as their payloads allow
+        (see `lab.compression.exchange.exchange_many`)."""
+        return exchange_many(items, self.compressor, self.memory, comm)
 
     def wire(self, like: torch.Tensor, strategy: str) -> Optional[WireCodec]:
         """A codec for gradients sent point to point to a server, or None when uncompressed."""

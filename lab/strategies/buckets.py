@@ -39,6 +39,22 @@ def numel(params) -> int:
 
 
 # -- buckets ----------------------------------------------------------------------------------------
+def bucket_groups(params: List[torch.Tensor], bucket_mb: float = 25.0) -> List[List[torch.Tensor]]:
+    """`params` in order, cut into consecutive groups of at most `bucket_mb` MB (a larger one alone)."""
+    limit = max(1, int(bucket_mb * 2**20))
+    groups, cur, size = [], [], 0
+    for p in params:
+        b = p.numel() * p.element_size()
+        if cur and size + b > limit:
+            groups.append(cur)
+            cur, size = [], 0
+        cur.append(p)
+        size += b
+    if cur:
+        groups.append(cur)
+    return groups
+
+
 class Buckets:
     """Groups parameters (in order) into flat buckets of at most `bucket_mb` MB.
 
@@ -50,18 +66,7 @@ class Buckets:
 
     def __init__(self, params: List[torch.Tensor], bucket_mb: float = 25.0, extra: int = 0):
         self.params = list(params)
-        limit = max(1, int(bucket_mb * 2**20))
-        self.groups: List[List[torch.Tensor]] = []
-        cur, size = [], 0
-        for p in self.params:
-            b = p.numel() * p.element_size()
-            if cur and size + b > limit:
-                self.groups.append(cur)
-                cur, size = [], 0
-            cur.append(p)
-            size += b
-        if cur:
-            self.groups.append(cur)
+        self.groups: List[List[torch.Tensor]] = bucket_groups(self.params, bucket_mb)
         self.flats = [torch.zeros(numel(g) + (extra if i == 0 else 0), dtype=g[0].dtype,
                                   device=g[0].device) for i, g in enumerate(self.groups)]
         self.extra = self.flats[0][self.flats[0].numel() - extra:]

@@ -6,9 +6,10 @@ at the all-reduce: afterwards every worker knows who came last, so the time it s
 waiting for the slowest is split from communication without an extra barrier (a barrier per step
 is one more round trip every step). Compressed exchanges make
 several collectives of different shapes, so there a barrier separates waiting first.
-With a compressor (chapter 07) they go through `lab.compression.exchange.exchange`, per layer
-(`scope="layer"`: each parameter's gradient under its own name, so top-k and PowerSGD see the
-layer's shape) or as one flat tensor per bucket (`scope="global"`). Error-feedback residuals
+With a compressor (chapter 07) they go through `lab.compression.exchange`, per layer
+(`scope="layer"`: each parameter's gradient compressed under its own name, so top-k and PowerSGD
+see the layer's shape, and a bucket's payloads travel together: `exchange_many`) or as one flat
+tensor per bucket (`scope="global"`). Error-feedback residuals
 live in the worker's compression owner (`ctx.compression`, lab.compression.owner), which
 outlives strategy and compressor switches.
 """
@@ -19,7 +20,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from .buckets import Buckets
+from .buckets import Buckets, bucket_groups
 from .overlap import Overlap
 
 
@@ -33,6 +34,9 @@ class GradientAverager:
         self.per_layer = not identity and cfg.compression.scope == "layer"
         self.timed = identity and ctx.world > 1  # arrival times ride in the first bucket
         self.buckets = None if self.per_layer else Buckets(self.params, cfg.bucket_mb, ctx.world if self.timed else 0)
+        if self.per_layer:  # parameter indices, cut into buckets as the flat path cuts them
+            index = {id(p): i for i, p in enumerate(self.params)}
+            self.layer_buckets = [[index[id(p)] for p in g] for g in bucket_groups(self.params, cfg.bucket_mb)]
         if self.timed:  # a clock origin shared by all workers, so arrivals compare (same host: exact);
             # a CPU clock: the control plane (an NCCL data group refuses CPU tensors)
             origin = torch.tensor([time.time()], dtype=torch.float64, device="cpu")
@@ -48,9 +52,11 @@ class GradientAverager:
         comm, compression = self.ctx.comm, self.compression
         if not self.timed:
             comm.barrier()  # time spent here is waiting for the slowest worker, not communication
-        if self.per_layer:
-            for i, p in enumerate(self.params):
-                p.grad.copy_(compression.exchange(p.grad.detach().clone(), f"p{i}", comm))
+        if self.per_layer:  # each layer compressed on its own, a bucket's payloads sent together
+            for group in self.layer_buckets:
+                items = [(self.params[i].grad.detach().clone(), f"p{i}") for i in group]
+                for i, avg in zip(group, compression.exchange_many(items, comm)):
+                    self.params[i].grad.copy_(avg)
             return
         if self.overlap is not None:  # buckets 1.. may be on the wire already: only bucket 0 is gathered here
             self.overlap.start_rest()    # (the rest first: every worker issues the collectives in one order)
