@@ -19,8 +19,8 @@ A run with `elastic=True` (and `min_workers`) survives a worker's death (chapter
    finished one more: it redoes it); under `local` the last averaging; under `ps` the server's
    state, which its hot standby (rank 1) mirrors, so it moves to a survivor when the server dies;
    under `async` and `ssp` the server thread's state (nobody goes back: each worker's pushes were
-   applied), or, when the server's worker died, the newest parameters a survivor read, with the
-   optimizer state restarted. The survivor holding it broadcasts parameters and optimizer state
+   applied), which its standby (rank 1) copies update by update, so it too moves to a survivor
+   when the server's worker dies. The survivor holding it broadcasts parameters and optimizer state
    through the data plane, so the ledger counts those bytes (in the next record), and all
    survivors hold identical replicas.
 5. *Re-sharded.* Each takes its shard of the data for the new world size and carries on. Its
@@ -42,9 +42,10 @@ A second death while the survivors re-form: before forming a generation's group,
 it arrived (in the store) and waits for the others; the notebook's next generation, published when
 it sees the second death, sends them on to that one at once (no waiting out a group's timeout).
 
-Limits: an `async` or `ssp` server's updates after the newest read a survivor holds are lost with
-the server's worker (the membership mark says `server: restarted`), and so is `ps`'s optimizer
-state when the server and its standby die together. A member that dies after it arrived and
+Limits: an `async` or `ssp` server's updates after its standby's last read are lost with the
+server's worker (a few: the standby reads every step), and when the server and its standby die
+together the optimizer state restarts from the newest parameters a survivor read (the membership
+mark says `server: restarted`). A member that dies after it arrived and
 before the group formed is still waited for until the group's timeout.
 """
 from __future__ import annotations
@@ -83,6 +84,10 @@ class Restore:
 
     def claim(self) -> int:
         return 0
+
+    def moved(self, claim: int) -> bool:
+        """Whether the survivor with this claim held the dead server's whole state (its standby)."""
+        return self.mirrored and claim > 0
 
     def settle(self) -> None:
         if self.snapshot is not None:
@@ -127,22 +132,30 @@ class ServerState(EveryStep):
 class ServerHeld(Restore):
     """`async`, `ssp`: the server's state is the consistent one; nobody rolls back (each worker's
     pushes were applied as they came: a worker goes on from its own step). If the server's worker
-    survived, it hands the server's parameters and optimizer state to everyone; if it died, the
-    survivor that read the newest parameters (the server's version in each reply) does, and the
-    optimizer state restarts (the server's updates after that read are lost)."""
-    server, lockstep = True, False
+    survived, it hands the server's parameters and optimizer state to everyone; if it died, its
+    standby (rank 1, `lab.strategies.server`) hands over its copy (the server as of the standby's
+    last read); if both died, the survivor that read the newest parameters (the server's version in
+    each reply) does, and the optimizer state restarts."""
+    server, mirrored, lockstep = True, True, False
+    SERVER, COPY = 1 << 40, 1 << 39   # claims above any version read
 
     def committed(self, info) -> bool:
         return True
 
     def claim(self) -> int:
         st = self.t.strategy
-        return 1 << 40 if getattr(st, "server", None) is not None else int(getattr(st, "version_read", 0))
+        if getattr(st, "server", None) is not None:
+            return self.SERVER
+        return self.COPY if getattr(st, "mirror", None) is not None else int(getattr(st, "version_read", 0))
+
+    def moved(self, claim: int) -> bool:
+        return claim >= self.COPY
 
     def settle(self) -> None:
         st = self.t.strategy
-        if getattr(st, "server", None) is not None:
-            st.server.state_into(st.params(), self.t.optimizer)
+        held = getattr(st, "server", None) or getattr(st, "mirror", None)
+        if held is not None:
+            held.state_into(st.params(), self.t.optimizer)
 
 
 
@@ -313,7 +326,7 @@ class Guard:
                      key=lambda r: (int(every[r][2]), -r))
         server = None
         if self.restore.server:   # what became of the server's state
-            moved = self.restore.mirrored and int(every[holder][2]) > 0   # a standby held the server's state
+            moved = self.restore.moved(int(every[holder][2]))   # a standby held the server's state
             server = ("moved" if moved else "restarted") if server_died else "kept"
         self._handover(holder, target)
         self._adopt(target, msg, reached - target if lockstep else 0, t0, server)

@@ -67,10 +67,14 @@ def test_a_dead_worker_leaves_the_others_training(runs_dir, strategy, extra, kil
         if strategy in LOCKSTEP:
             assert all(r["step"] == change["step"] for r in marked)
         if strategy in ("ps", "async", "ssp"):   # what became of the server's state is said
-            assert change["server"] == ("kept" if kill else "moved" if strategy == "ps" else "restarted")
+            assert change["server"] == ("kept" if kill else "moved")
+        steps = {int(v["step"]) for v in cluster.call(0, "optimizer_state", run.id)["state"].values()}
         if strategy == "ps":   # the standby carried the server's Adam state across: every step counted once
-            steps = {int(v["step"]) for v in cluster.call(0, "optimizer_state", run.id)["state"].values()}
             assert steps and min(steps) >= 120 - change["steps_lost"], steps
+        if strategy == "async":   # Adam counts every update the server applied: the standby's copy carried
+            # the count across (restarted, it would count only the ~210 after the death), losing at most
+            # the updates applied after rank 1's last read
+            assert steps and min(steps) >= len(saved.records) - 8, (steps, len(saved.records))
         # the state handed over after the change is on the wire: the survivors' marked records carry
         # the parameters' bytes on top of what a step of theirs moves
         param_bytes = 4 * sum(v.numel() for v in cluster.call(0, "model_state", run.id).values())

@@ -79,6 +79,35 @@ def test_async_server_state_round_trips():
         assert torch.equal(p, q)
 
 
+def test_the_standby_copy_replays_the_server_bit_for_bit():
+    """Elastic async/ssp: the server queues each applied update (worker, learning rates, gradient);
+    the reply to the standby (rank 1) takes the queue, and a copy of the server that replays it is
+    the server as of that read, momentum included, even across a learning-rate change."""
+    model, a = _server()
+    opt = a.user_optimizer
+    a.forwards = []   # as `Server(..., forward=True)` makes it
+    copy = Server(list(model.parameters()), opt, world=2, scale=0.5)   # the standby's, made at attach too
+    out = torch.zeros(18 + META, dtype=torch.float64)
+    for i in range(7):
+        if i == 4:
+            opt.param_groups[0]["lr"] = 0.03   # a live change: the server reads it at its next update
+        a.push(i % 2, torch.randn(18, dtype=torch.float64))
+        if i in (2, 5):   # rank 1 read: what it is sent replays the server up to here
+            lag, forwards = a.read_into(1, out)
+            assert out[-4] == len(forwards) == 3 and lag >= 0
+            opt.param_groups[0]["lr"] = 99.0   # the copy's own optimizer must not matter: the server's rates do
+            for rank, lrs, g in forwards:
+                copy.push(rank, g, lrs=lrs)
+            opt.param_groups[0]["lr"] = 0.1 if i < 4 else 0.03
+            assert copy.version == a.version
+            for p, q in zip(copy.params, a.params):
+                assert torch.equal(p, q)
+            sa, sc = a.optimizer.state_dict()["state"], copy.optimizer.state_dict()["state"]
+            assert all(torch.equal(sa[k]["momentum_buffer"], sc[k]["momentum_buffer"]) for k in sa)
+    assert a.read_into(0, out)[1] == [] and out[-4] == 0   # other readers get nothing forwarded
+    assert len(a.forwards) == 1                          # the update after rank 1's last read waits
+
+
 def test_async_server_state_loads_under_another_worker_count():
     _, a = _server()
     a.push(0, torch.ones(18, dtype=torch.float64))

@@ -38,34 +38,40 @@ def exchange(tensor: torch.Tensor, name: str, compressor, memory, comm) -> torch
     return exchange_many([(tensor, name)], compressor, memory, comm)[0]
 
 
-def exchange_many(items: Sequence[Tuple[torch.Tensor, str]], compressor, memory, comm) -> List[torch.Tensor]:
+def exchange_many(items: Sequence[Tuple[torch.Tensor, str]], compressor, memory, comm,
+                  barrier: bool = False) -> List[torch.Tensor]:
     """`exchange` of several tensors, each compressed on its own, all travelling in as few collectives
     as their payloads allow: summable payloads in one all-reduce per dtype, gathered ones in one
     all-gather of their bytes. So a per-layer top-k keeps every layer's own k and costs one
     collective a step, not two per layer (as DDP's communication hooks compress a bucket's tensors
     one by one and send the bucket at once). Multi-round compressors (`reduce`, PowerSGD) run their
     own collectives, item by item. Every worker must pass the same names in the same order.
+    `barrier`: wait for every worker once all is compressed, just before the first collective, so
+    that time counts as waiting and a collective's time is communication alone.
 
     Returns one averaged tensor per item, in order."""
     out: List[Optional[torch.Tensor]] = [None] * len(items)
-    summed, gathered = [], []  # (item index, compressor, payload, ctx)
+    rounds, summed, gathered = [], [], []  # (item index, compressor, tensor or payload, name or ctx)
     for i, (tensor, name) in enumerate(items):
         raw = tensor.numel() * 4  # what the same tensor costs in fp32
         tensor = memory.compensate(tensor, name)
         comp = _IDENTITY if memory.take_flush(name) else compressor  # a flush sends the residual in full, once
-        reduce = getattr(comp, "reduce", None)
-        if reduce is not None:  # multi-round (PowerSGD): the compressor runs its own all-reduces
-            payload, ctx = reduce(tensor, name, comm)
-            comm.note_payload(nbytes(payload), raw)
-            # the residual is taken against the *averaged* result, as torch's powerSGD_hook does
-            memory.update(tensor, name, comp, payload, ctx)
-            out[i] = comp.decompress(payload, ctx)
+        if getattr(comp, "reduce", None) is not None:  # multi-round (PowerSGD): after the barrier
+            rounds.append((i, comp, tensor, name, raw))
             continue
         payload, ctx = comp.compress(tensor, name)
         # before the collective: all-reduce sums the payload in place, and the residual needs the local one
         memory.update(tensor, name, comp, payload, ctx)
         comm.note_payload(nbytes(payload), raw)
         (summed if comp.allreduce else gathered).append((i, comp, payload, ctx))
+    if barrier:
+        comm.barrier()
+    for i, comp, tensor, name, raw in rounds:  # the compressor runs its own all-reduces
+        payload, ctx = comp.reduce(tensor, name, comm)
+        comm.note_payload(nbytes(payload), raw)
+        # the residual is taken against the *averaged* result, as torch's powerSGD_hook does
+        memory.update(tensor, name, comp, payload, ctx)
+        out[i] = comp.decompress(payload, ctx)
     _all_reduce_packed([t for *_, payload, _ in summed for t in payload], comm)
     for i, comp, payload, ctx in summed:
         out[i] = comp.decompress(payload, ctx) / comm.world

@@ -50,12 +50,11 @@ class GradientAverager:
 
     def average(self) -> None:
         comm, compression = self.ctx.comm, self.compression
-        if not self.timed:
-            comm.barrier()  # time spent here is waiting for the slowest worker, not communication
         if self.per_layer:  # each layer compressed on its own, a bucket's payloads sent together
-            for group in self.layer_buckets:
+            for j, group in enumerate(self.layer_buckets):
                 items = [(self.params[i].grad.detach().clone(), f"p{i}") for i in group]
-                for i, avg in zip(group, compression.exchange_many(items, comm)):
+                # (the first waits for the slowest worker once compressed: waiting, not communication)
+                for i, avg in zip(group, compression.exchange_many(items, comm, barrier=j == 0)):
                     self.params[i].grad.copy_(avg)
             return
         if self.overlap is not None:  # buckets 1.. may be on the wire already: only bucket 0 is gathered here
@@ -67,8 +66,9 @@ class GradientAverager:
         if self.timed:
             self.buckets.extra.zero_()[self.ctx.rank] = time.time() - self.origin
             busy = comm.ledger.comm_s
-        for name, flat in zip(self.buckets.names, flats):
-            flat.copy_(compression.exchange(flat, name, comm))
+        for j, (name, flat) in enumerate(zip(self.buckets.names, flats)):
+            # untimed (compressed): the first waits for the slowest worker once compressed
+            flat.copy_(compression.exchange_many([(flat, name)], comm, barrier=not self.timed and j == 0)[0])
         if self.overlap is not None:
             self.overlap.finish()  # (still inside the timed window: what it blocks is communication or waiting)
         if self.timed:
