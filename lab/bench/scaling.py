@@ -3,7 +3,7 @@
 For 1, 2, 4 and 8 workers under sync, ps, async, local and sync with top-k 1% + EF (all-gathered),
 on loopback: throughput (samples/s over all workers, timed steps), wire bytes per worker per step
 (the run's ledger, framing included; `RunData.wire`), the busiest node's bytes per step (the
-parameter server's), communication seconds per step measured (`comm_s`, the busiest rank) and wall
+parameter server's), communication seconds per step measured (`comm_s`, the busiest rank: mean and median) and wall
 time to 95% test accuracy on digits. One worker is a group of one of the 2-worker cluster
 (`cluster.split`), so every worker count has one CPU thread per worker.
 
@@ -119,6 +119,8 @@ def measure(run, ab, model_bytes: int) -> dict:
             "wire B/worker/step": statistics.fmean(x["wire_per_step"] for x in workers),
             "busiest node B/step": max(x["wire_per_step"] for x in wire["nodes"]),
             "comm s/step measured": comm, "comm s/step model": predicted,
+            # the typical step's (a network model's case), apart from the stalls of busy cores in the mean
+            "comm s/step median": statistics.median(r["comm_s"] for r in busiest),
             "model error": costmodel.error(predicted, comm) if n > 1 and comm > 0 else None,
             "model": f"{algo}{'' if not kw else ' ' + ', '.join(f'{k}={v}' for k, v in kw.items())}",
             "test_acc": run.final("test_acc"),
