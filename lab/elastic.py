@@ -19,8 +19,8 @@ A run with `elastic=True` (and `min_workers`) survives a worker's death (chapter
    finished one more: it redoes it); under `local` the last averaging; under `ps` the server's
    state, which its hot standby (rank 1) mirrors, so it moves to a survivor when the server dies;
    under `async` and `ssp` the server thread's state (nobody goes back: each worker's pushes were
-   applied), which its standby (rank 1) copies update by update, so it too moves to a survivor
-   when the server's worker dies. The survivor holding it broadcasts parameters and optimizer state
+   applied), which its standby (rank 1) receives with every reply it reads, so it too moves to a
+   survivor when the server's worker dies. The survivor holding it broadcasts parameters and optimizer state
    through the data plane, so the ledger counts those bytes (in the next record), and all
    survivors hold identical replicas.
 5. *Re-sharded.* Each takes its shard of the data for the new world size and carries on. Its
@@ -133,9 +133,10 @@ class ServerHeld(Restore):
     """`async`, `ssp`: the server's state is the consistent one; nobody rolls back (each worker's
     pushes were applied as they came: a worker goes on from its own step). If the server's worker
     survived, it hands the server's parameters and optimizer state to everyone; if it died, its
-    standby (rank 1, `lab.strategies.server`) hands over its copy (the server as of the standby's
-    last read); if both died, the survivor that read the newest parameters (the server's version in
-    each reply) does, and the optimizer state restarts."""
+    standby (rank 1, `lab.strategies.server`) hands over the server's state as of its last read
+    (the parameters it read and the optimizer state sent with them); if both died, the survivor
+    that read the newest parameters (the server's version in each reply) does, and the optimizer
+    state restarts."""
     server, mirrored, lockstep = True, True, False
     SERVER, COPY = 1 << 40, 1 << 39   # claims above any version read
 
@@ -146,16 +147,17 @@ class ServerHeld(Restore):
         st = self.t.strategy
         if getattr(st, "server", None) is not None:
             return self.SERVER
-        return self.COPY if getattr(st, "mirror", None) is not None else int(getattr(st, "version_read", 0))
+        return self.COPY if getattr(st, "copy", None) is not None else int(getattr(st, "version_read", 0))
 
     def moved(self, claim: int) -> bool:
         return claim >= self.COPY
 
     def settle(self) -> None:
         st = self.t.strategy
-        held = getattr(st, "server", None) or getattr(st, "mirror", None)
-        if held is not None:
-            held.state_into(st.params(), self.t.optimizer)
+        if getattr(st, "server", None) is not None:
+            st.server.state_into(st.params(), self.t.optimizer)
+        elif getattr(st, "copy", None) is not None:   # the parameters are the ones read with it
+            self.t.optimizer.load_state_dict(st.copy)
 
 
 

@@ -17,7 +17,8 @@ from lab.config import CompressionConfig, RunConfig
 from lab.procs import run_group, train
 from lab.strategies import STRATEGIES
 from lab.strategies.base import KINDS
-from lab.strategies.server import META, Server
+from lab.strategies.buckets import load_flat
+from lab.strategies.server import META, Server, unpack_state
 
 EXACT = {"model.dtype": "float64", "model.dropout": 0.0, "optim.name": "sgd", "optim.lr": 0.1}
 
@@ -79,33 +80,28 @@ def test_async_server_state_round_trips():
         assert torch.equal(p, q)
 
 
-def test_the_standby_copy_replays_the_server_bit_for_bit():
-    """Elastic async/ssp: the server queues each applied update (worker, learning rates, gradient);
-    the reply to the standby (rank 1) takes the queue, and a copy of the server that replays it is
-    the server as of that read, momentum included, even across a learning-rate change."""
-    model, a = _server()
-    opt = a.user_optimizer
-    a.forwards = []   # as `Server(..., forward=True)` makes it
-    copy = Server(list(model.parameters()), opt, world=2, scale=0.5)   # the standby's, made at attach too
-    out = torch.zeros(18 + META, dtype=torch.float64)
-    for i in range(7):
-        if i == 4:
-            opt.param_groups[0]["lr"] = 0.03   # a live change: the server reads it at its next update
+def test_a_reply_to_the_standby_carries_the_servers_optimizer_state():
+    """Elastic async/ssp: a reply to rank 1 (the standby) says the server's optimizer state follows
+    and hands it over, of the same moment as the reply's parameters; a server built from the two
+    is the server, momentum included (the next update is the same). Other readers get neither."""
+    _, a = _server()
+    a.standby = True   # as `Server(..., standby=True)` makes it
+    for i in range(5):
         a.push(i % 2, torch.randn(18, dtype=torch.float64))
-        if i in (2, 5):   # rank 1 read: what it is sent replays the server up to here
-            lag, forwards = a.read_into(1, out)
-            assert out[-4] == len(forwards) == 3 and lag >= 0
-            opt.param_groups[0]["lr"] = 99.0   # the copy's own optimizer must not matter: the server's rates do
-            for rank, lrs, g in forwards:
-                copy.push(rank, g, lrs=lrs)
-            opt.param_groups[0]["lr"] = 0.1 if i < 4 else 0.03
-            assert copy.version == a.version
-            for p, q in zip(copy.params, a.params):
-                assert torch.equal(p, q)
-            sa, sc = a.optimizer.state_dict()["state"], copy.optimizer.state_dict()["state"]
-            assert all(torch.equal(sa[k]["momentum_buffer"], sc[k]["momentum_buffer"]) for k in sa)
-    assert a.read_into(0, out)[1] == [] and out[-4] == 0   # other readers get nothing forwarded
-    assert len(a.forwards) == 1                          # the update after rank 1's last read waits
+    out = torch.zeros(18 + META, dtype=torch.float64)
+    lag, packed = a.read_into(1, out)
+    assert out[-4] == 1 and packed.dtype == torch.uint8 and out[-1] == a.version == 5
+    state = unpack_state(packed)
+    a.push(0, torch.ones(18, dtype=torch.float64))        # the server moves on after the read
+    _, b = _server(seed=1)                                 # the standby's side: other parameters so far
+    load_flat(b.params, out[:-META])                       # the parameters it read ...
+    b.optimizer.load_state_dict(state)                     # ... and the state sent with them
+    b.push(0, torch.ones(18, dtype=torch.float64))         # the update the server applied after the read
+    for p, q in zip(a.params, b.params):
+        assert torch.equal(p, q)
+    assert a.read_into(0, out)[1] is None and out[-4] == 0
+    a.standby = False
+    assert a.read_into(1, out)[1] is None and out[-4] == 0  # not an elastic run: no state travels
 
 
 def test_async_server_state_loads_under_another_worker_count():

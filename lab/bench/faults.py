@@ -159,7 +159,8 @@ def faults(quick: bool = False) -> dict:
                "strategy)", mean_drop, "<=", 1.0, noisy=True),
     ]
     return {"table": rows, "ratios": ratios, "targets": targets, "rounds": rounds,
-            "note": f"{WORKERS} workers, CNN on digits, {STEPS} steps per run ({STEPS * FASTER['async']} under async), elastic (min_workers 2); per trial a "
+            "note": f"{WORKERS} workers, CNN on digits, Adam, the rate warmed up over 10% of the steps then decayed to 0 "
+                    f"(cosine), {STEPS} steps per run ({STEPS * FASTER['async']} under async), elastic (min_workers 2); per trial a "
                     f"random worker killed at a random step in [20, 80), then one added back; {len(every)} trials "
                     "in all. recovery: kill to the survivors' first record in the re-formed group."
                     + (" Quick run: no uninterrupted reference, so no accuracy drop." if quick else "") + "".join(f" Join failed: {e}." for e in errors)}

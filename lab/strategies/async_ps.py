@@ -30,7 +30,7 @@ from . import strategy
 from .averaging import broadcast_state
 from .base import StepInfo, Strategy
 from .buckets import flat_grads, load_flat, numel
-from .server import META, STANDBY, TAG, Server, ServerDown, Serving
+from .server import META, TAG, Server, ServerDown, Serving, unpack_state
 from .signals import join, namespace, store_client, wait_keys
 
 
@@ -53,20 +53,17 @@ class AsyncPS(Strategy):
         self.ns = namespace(ctx, self.name)
         self.store = store_client(ctx, "worker")
         self.server: Optional[Server] = None      # rank 0 only
-        # an elastic run's standby (rank 1) keeps a copy of the server, fed after each reply
+        # an elastic run's standby (rank 1): the server's optimizer state as of this worker's last read
+        # (its parameters are the model's own then), see lab.strategies.server
         self.standby = ctx.elastic and ctx.world > 1
-        self.mirror: Optional[Server] = None
+        self.copy: Optional[dict] = None
         self.serving: Optional[Serving] = None    # rank 0 only, with two or more workers
         self.next_lag = 0          # clock lag of the parameters the next step computes on
         self.steps = 0             # this worker's steps since attach (its clock)
         self.version_read = 0      # the server's version of the parameters this worker holds
         self.reported = (0, 0, 0)  # the server's bytes (sent, received, framing) already put in a record
-        if ctx.rank == STANDBY and self.standby:   # identical to the server's at attach, as every replica is
-            self.mirror = Server(ps, optimizer, ctx.world, 1.0 / ctx.world)
-            self.forward_head = torch.zeros(1 + len(optimizer.param_groups), dtype=torch.float64, device=ps[0].device)
-            self.forward_grad = torch.zeros_like(self.grad)
         if ctx.rank == 0:
-            self.server = Server(ps, optimizer, ctx.world, 1.0 / ctx.world, forward=self.standby)
+            self.server = Server(ps, optimizer, ctx.world, 1.0 / ctx.world, standby=self.standby)
             if ctx.world > 1:
                 self.serving = Serving(ctx, self.server, self.ns, self.codec, self.grad, self.reply).start()
 
@@ -83,6 +80,7 @@ class AsyncPS(Strategy):
             flat_grads(ps, self.grad)
             mine = self.codec.encode(self.grad) if self.codec else self.grad
             comm.note_payload(mine.numel() * mine.element_size(), self.grad.numel() * 4)
+        state = None   # the server's optimizer state (the standby's replies)
         if ctx.rank == 0:  # in-process with the server: no bytes travel
             self.check_server()
             staleness = self.server.push(0, self.codec.decode(mine) if self.codec else mine) if push else 0
@@ -93,13 +91,16 @@ class AsyncPS(Strategy):
                 comm.send(mine, 0, tag=TAG)
             comm.recv(self.reply, 0, tag=TAG)
             staleness, lag = int(self.reply[-3].item()), int(self.reply[-2].item())
-            for _ in range(int(self.reply[-4].item())):   # the standby: the server's updates since its last read
-                comm.recv(self.forward_head, 0, tag=TAG)
-                comm.recv(self.forward_grad, 0, tag=TAG)
-                head = self.forward_head.tolist()
-                self.mirror.push(int(head[0]), self.forward_grad, lrs=head[1:])
+            if self.reply[-4].item():   # the standby: the server's optimizer state of the same moment
+                size = torch.zeros(1, dtype=torch.int64, device=self.reply.device)
+                comm.recv(size, 0, tag=TAG)
+                state = torch.empty(int(size.item()), dtype=torch.uint8, device=self.reply.device)
+                comm.recv(state, 0, tag=TAG)
+                state = unpack_state(state)
         load_flat(ps, self.reply[:-META])
         self.version_read = int(self.reply[-1].item())
+        if state is not None:
+            self.copy = state   # (set last: it always goes with the parameters just loaded)
         return staleness, lag
 
     def check_server(self) -> None:

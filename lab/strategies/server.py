@@ -5,22 +5,24 @@
 message is announced in the store (a counter and one key per message, so the server knows who
 comes next and waits without polling, `lab.strategies.signals`), then the gradient arrives
 point to point through its own `Comm` (timed and byte-accounted apart from rank 0's worker)
-and the reply carries the current parameters plus META numbers (staleness, clock lag, the server's
-version, and how many updates follow the reply for a standby).
+and the reply carries the current parameters plus META numbers (whether the server's optimizer
+state follows, staleness, clock lag, and the server's version).
 
-The standby (elastic runs, `lab.elastic`): rank 1 keeps a copy of the server (a `Server` of its
-own) that applies every update the server applied, in the same order, with the same learning
-rates, so the server's parameters *and optimizer state* survive the server's worker. The server
-queues each applied gradient and, when it replies to rank 1, sends the queue after the reply
-(counted in the server's bytes): the copy is then exactly the server as of the version rank 1
-just read. When the server's worker dies, only the updates applied after rank 1's last read are
-lost (the membership mark says `server: moved`).
+The standby (elastic runs, `lab.elastic`): every reply to rank 1 is followed by the server's
+optimizer state as of that reply (serialised; counted in the server's bytes). With the reply's
+parameters, rank 1 then holds the server's whole state as of its last read, so when the server's
+worker dies its parameters *and* optimizer state move to rank 1 (the membership mark says
+`server: moved`) and only the updates applied after rank 1's last read are lost. (Replaying each
+update to a copy instead would cost about n gradients between two reads of rank 1, an optimizer
+step for each on rank 1, and a queue that grows without bound when rank 1 falls behind; the state
+is 2 B under Adam, B under momentum, whatever rank 1's pace.)
 """
 from __future__ import annotations
 
 import copy
+import io
 import threading
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -29,9 +31,21 @@ from .buckets import flat_params, load_flat, set_grads
 from .signals import store_client, wait_keys
 
 TAG = 21   # point-to-point tag of the server's messages
-META = 4   # extra numbers after the parameters in a reply: updates forwarded after it, staleness,
-           # clock lag, server version
-STANDBY = 1   # the rank that keeps a copy of the server in an elastic run
+META = 4   # extra numbers after the parameters in a reply: the optimizer state follows (1) or not (0),
+           # staleness, clock lag, server version
+STANDBY = 1   # the rank that holds the server's state beside it in an elastic run
+
+
+def pack_state(state: dict, device) -> torch.Tensor:
+    """An optimizer's state_dict as bytes in a uint8 tensor on `device` (to travel through a Comm)."""
+    buf = io.BytesIO()
+    torch.save(to_cpu(state), buf)
+    return torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8).to(device)
+
+
+def unpack_state(t: torch.Tensor) -> dict:
+    """`pack_state`'s input back (CPU tensors)."""
+    return torch.load(io.BytesIO(t.cpu().numpy().tobytes()), map_location="cpu")
 
 
 class ServerDown(RuntimeError):
@@ -48,7 +62,7 @@ class Server:
     (a learning-rate change mid-run reaches the server at its next update).
     """
 
-    def __init__(self, params, optimizer, world: int, scale: float, forward: bool = False):
+    def __init__(self, params, optimizer, world: int, scale: float, standby: bool = False):
         self.lock = threading.Lock()
         clone = {id(p): p.detach().clone() for p in params}
         self.params = [clone[id(p)] for p in params]  # the model's order, for flat messages
@@ -61,43 +75,31 @@ class Server:
         self.version = 0               # updates applied since attach
         self.read = [0] * world        # the version each worker last read
         self.clock = [0] * world       # pushes applied per worker (SSP's clocks)
-        # (worker, learning rates, gradient) of each update since the standby's last read (elastic runs)
-        self.forwards: Optional[list] = [] if forward else None
+        self.standby = standby         # replies to rank STANDBY carry the optimizer state (elastic runs)
 
-    def learning_rates(self) -> List[float]:
-        return [g["lr"] for g in self.optimizer.param_groups]
-
-    def push(self, rank: int, grad: torch.Tensor, lrs: Optional[List[float]] = None) -> int:
-        """Apply one worker's gradient; returns its staleness (updates since that worker read).
-        `lrs`: the learning rates to use (a standby's copy replays the server's), else the user's."""
+    def push(self, rank: int, grad: torch.Tensor) -> int:
+        """Apply one worker's gradient; returns its staleness (updates since that worker read)."""
         with self.lock:
             for mine, theirs in zip(self.optimizer.param_groups, self.user_optimizer.param_groups):
                 mine.update({k: v for k, v in theirs.items() if k != "params"})
-            if lrs is not None:
-                for g, lr in zip(self.optimizer.param_groups, lrs):
-                    g["lr"] = lr
             staleness = self.version - self.read[rank]
             set_grads(self.params, grad.mul(self.scale))
             self.optimizer.step()
             self.version += 1
             self.clock[rank] += 1
-            if self.forwards is not None:
-                self.forwards.append((rank, self.learning_rates(), grad.detach().clone()))
             return staleness
 
-    def read_into(self, rank: int, out: torch.Tensor) -> Tuple[int, list]:
+    def read_into(self, rank: int, out: torch.Tensor) -> Tuple[int, Optional[torch.Tensor]]:
         """Copy the current parameters into `out` and their version into its last number; returns
-        the reader's clock lag behind the slowest, and, for the standby, the updates to forward
-        (their count in `out[-4]`): with them its copy is the server as of this read."""
+        the reader's clock lag behind the slowest and, for the standby, the optimizer state of the
+        same moment (`pack_state`; `out[-4]` says whether it follows), else None."""
         with self.lock:
             flat_params(self.params, out[:out.numel() - META])
             out[-1] = self.version
             self.read[rank] = self.version
-            forwards = []
-            if rank == STANDBY and self.forwards is not None:
-                forwards, self.forwards = self.forwards, []
-            out[-4] = len(forwards)
-            return self.clock[rank] - min(self.clock), forwards
+            state = pack_state(self.optimizer.state_dict(), out.device) if self.standby and rank == STANDBY else None
+            out[-4] = state is not None
+            return self.clock[rank] - min(self.clock), state
 
     def state_into(self, params, optimizer) -> None:
         """Hand the server's parameters and optimizer state back to the model (at detach)."""
@@ -177,9 +179,9 @@ class Serving:
             if kind == "push":
                 comm.recv(self.inbox, src, tag=TAG)
                 staleness = srv.push(src, decode(self.inbox))
-            lag, forwards = srv.read_into(src, out)
+            lag, state = srv.read_into(src, out)
             out[-3], out[-2] = staleness, lag
             comm.send(out, src, tag=TAG)
-            for rank, lrs, grad in forwards:   # the standby's copy replays them (see the module docstring)
-                comm.send(torch.tensor([rank, *lrs], dtype=torch.float64, device=grad.device), src, tag=TAG)
-                comm.send(grad, src, tag=TAG)
+            if state is not None:   # the standby: the optimizer state of the same moment, its size first
+                comm.send(torch.tensor([state.numel()], dtype=torch.int64, device=state.device), src, tag=TAG)
+                comm.send(state, src, tag=TAG)
