@@ -50,7 +50,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import LabError
-from .link import LinkConfig
+from .link import LinkConfig, TokenBucket
 from .timing import clock_for
 
 
@@ -156,6 +156,7 @@ class Comm:
                  device=None, control=None, check: Optional[bool] = None):
         self.rank, self.world, self.group = rank, world, group
         self.link = link or LinkConfig()
+        self.bucket = TokenBucket()   # this worker's sending side of the simulated link
         self.ledger = Ledger()
         self.backend = str(dist.get_backend(group)) if dist.is_initialized() else "gloo"
         self.framing = FRAMING.get(self.backend, (0, 0))
@@ -203,7 +204,8 @@ class Comm:
         lg.framing_bytes += messages * self.framing[0]
         lg.comm_s += seconds
         if self.link.active and messages and simulate:
-            sim = self.link_seconds(int(sim_bytes if sim_bytes is not None else sent), messages)
+            sim = self.link_seconds(int(sim_bytes if sim_bytes is not None else sent), messages,
+                                    start=time.perf_counter() - seconds)
             # The exchange takes at least the link's transfer time, and loopback has already spent
             # `seconds` of it: sleep the rest (slept in full on top, a per-layer compressor's twenty
             # small collectives were charged their loopback time twice: 0.57-0.75x real tbf links).
@@ -211,14 +213,22 @@ class Comm:
             time.sleep(extra)  # a simulated link really costs wall time, so time-to-accuracy shows it
             lg.sim_link_s += extra
 
-    def link_seconds(self, nbytes: int, messages: int = 1) -> float:
-        """What the simulated link charges for `nbytes` of the algorithm's in `messages` messages: the
-        transport's framing travels too (a payload-light compressor would otherwise look faster than it is),
-        and, over TCP (gloo), the frames' headers: a link's rate counts them."""
+    def link_seconds(self, nbytes: int, messages: int = 1, start: Optional[float] = None) -> float:
+        """What the simulated link charges for `nbytes` of the algorithm's in `messages` messages given
+        to it at `start` (`time.perf_counter()`, default now): the transport's framing travels too (a
+        payload-light compressor would otherwise look faster than it is), and, over TCP (gloo), the
+        frames' headers: a link's rate counts them. With a bandwidth, the link's token bucket
+        (`LinkConfig.burst_kb`, lab.link.TokenBucket) passes what it holds at once, as a real
+        shaped link does after a step's compute."""
         payload = nbytes + messages * self.framing[0]
         if self.framing[0]:
             payload += header_bytes(payload, messages)
-        return self.link.seconds(payload, messages)
+        burst = self.link.burst_bytes()
+        if not burst:
+            return self.link.seconds(payload, messages)
+        now = time.perf_counter() if start is None else start
+        rate = self.link.bandwidth_mbps * 1e6 / 8
+        return messages * self.link.latency_ms / 1000.0 + self.bucket.seconds(payload, now, rate, burst)
 
     def note_payload(self, payload: int, raw: int):
         """Record the bytes handed to collectives against the fp32 size they stand for."""
@@ -475,6 +485,7 @@ class ControlComm(Comm):
 
     ledger = property(lambda self: self.parent.ledger, lambda self, v: setattr(self.parent, "ledger", v))
     link = property(lambda self: self.parent.link, lambda self, v: setattr(self.parent, "link", v))
+    bucket = property(lambda self: self.parent.bucket)   # one link: the control plane's bytes share it
     check = property(lambda self: self.parent.check)
 
     def fresh(self) -> "Comm":

@@ -138,9 +138,8 @@ def sweep_stale() -> List[str]:
 
 def _tbf(mbps: float) -> List[str]:
     """tc arguments for a token bucket of `mbps` megabit/s (burst ~10 ms of traffic, queue ~50 ms)."""
-    rate = int(mbps * 1e6)
-    burst = max(16_000, rate // 8 // 100)
-    return ["tbf", "rate", f"{rate}bit", "burst", str(burst), "latency", "50ms"]
+    from .link import tbf_burst_bytes   # (here: the reaper runs this file as a script; the simulated link uses it too)
+    return ["tbf", "rate", f"{int(mbps * 1e6)}bit", "burst", str(tbf_burst_bytes(mbps)), "latency", "50ms"]
 
 
 class Host:

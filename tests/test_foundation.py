@@ -100,13 +100,32 @@ def test_ledger_single_worker_sends_nothing():
 def test_the_simulated_link_charges_the_framing_too():
     """A payload-light message still carries the transport's ~290 B on gloo: the link charges them."""
     from lab.comm import FRAMING, Comm
-    comm = Comm(0, 2, link=LinkConfig(bandwidth_mbps=8))
+    comm = Comm(0, 2, link=LinkConfig(bandwidth_mbps=8, burst_kb=0))   # no token bucket: every byte paced
     per_message = FRAMING["gloo"][0]
     # 1580 B of TCP payload in 2 messages: 2 segments (one each), 66 B of headers each and an ack per second one
     assert comm.link_seconds(1000, messages=2) == pytest.approx((1000 + 2 * per_message + 66 * 3) * 8 / 8e6)
     # a large message: one header per 1448 B segment, and acknowledgements, ~6.8% on top of the payload
     big = comm.link_seconds(1_448_000 - per_message, messages=1)
     assert big == pytest.approx(1_448_000 * (1 + 1.5 * 66 / 1448) * 8 / 8e6)
+
+
+def test_the_simulated_links_token_bucket_passes_a_rested_burst_at_once():
+    """As tbf: a rested link passes its burst at line rate, a back-to-back transfer waits for the
+    rate (after what the link still had to send), and tokens come back at the rate while it rests."""
+    from lab.link import TokenBucket, tbf_burst_bytes
+    rate, burst = 1e6, 16_000                     # 8 Mbit/s in bytes/s; tbf's burst at 8 Mbit/s
+    assert tbf_burst_bytes(8) == burst and tbf_burst_bytes(1000) == 1_250_000
+    b = TokenBucket()
+    assert b.seconds(10_000, now=0.0, rate=rate, burst=burst) == 0.0              # within the burst
+    assert b.seconds(10_000, now=0.0, rate=rate, burst=burst) == pytest.approx(0.004)  # 6 kB left: 4 kB paced
+    assert b.seconds(5_000, now=0.002, rate=rate, burst=burst) == pytest.approx(0.002 + 0.005)  # queued behind it
+    assert b.seconds(1_000, now=1.0, rate=rate, burst=burst) == 0.0               # rested: full again
+    assert b.tokens == burst - 1_000
+    comm = Comm(0, 2, link=LinkConfig(bandwidth_mbps=8, latency_ms=1))
+    assert comm.link.burst_bytes() == burst and LinkConfig(bandwidth_mbps=8, burst_kb=2).burst_bytes() == 2_000
+    first = comm.link_seconds(100_000, messages=2, start=0.0)   # 16 kB pass at once, the rest at 8 Mbit/s
+    paced = LinkConfig(bandwidth_mbps=8, latency_ms=1, burst_kb=0)
+    assert first == pytest.approx(Comm(0, 2, link=paced).link_seconds(100_000, messages=2) - burst / rate)
 
 
 def test_simulated_link_seconds():
