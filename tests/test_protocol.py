@@ -18,7 +18,8 @@ from lab.procs import run_group, train
 from lab.strategies import STRATEGIES
 from lab.strategies.base import KINDS
 from lab.strategies.buckets import load_flat
-from lab.strategies.server import META, Server, unpack_state
+from lab.strategies.averaging import unpack_state
+from lab.strategies.server import META, Server
 
 EXACT = {"model.dtype": "float64", "model.dropout": 0.0, "optim.name": "sgd", "optim.lr": 0.1}
 

@@ -27,10 +27,10 @@ from typing import Optional
 import torch
 
 from . import strategy
-from .averaging import broadcast_state
+from .averaging import broadcast_state, unpack_state
 from .base import StepInfo, Strategy
 from .buckets import flat_grads, load_flat, numel
-from .server import META, TAG, Server, ServerDown, Serving, unpack_state
+from .server import META, TAG, Server, ServerDown, Serving
 from .signals import join, namespace, store_client, wait_keys
 
 

@@ -13,12 +13,25 @@ import torch
 from .buckets import flat_params, load_flat
 
 
+def pack_state(state: dict, device) -> torch.Tensor:
+    """An optimizer's state_dict as bytes in a uint8 tensor on `device`, to travel through a Comm
+    (other workers may not even have its buffers yet, e.g. a momentum buffer only a server used)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8).to(device)
+
+
+def unpack_state(data: torch.Tensor) -> dict:
+    """`pack_state`'s input back, mapped to the CPU: load_state_dict moves each buffer next to its
+    parameter, but keeps Adam's `step` counter where it is (on CPU unless capturable)."""
+    return torch.load(io.BytesIO(data.cpu().numpy().tobytes()), map_location="cpu", weights_only=True)
+
+
 def broadcast_state(comm, params: List[torch.Tensor], optimizer: torch.optim.Optimizer, src: int = 0) -> None:
     """Give every worker `src`'s parameters and optimizer state (a collective: all ranks call it).
 
-    The optimizer state travels serialised (other workers may not even have its buffers yet,
-    e.g. a momentum buffer that only the server ever used), as bytes through `comm.broadcast`,
-    so the ledger counts them.
+    The optimizer state travels serialised (`pack_state`), as bytes through `comm.broadcast`, so
+    the ledger counts them.
     """
     if comm.world == 1:
         return
@@ -28,9 +41,7 @@ def broadcast_state(comm, params: List[torch.Tensor], optimizer: torch.optim.Opt
     if comm.rank != src:
         load_flat(params, flat)
     if comm.rank == src:
-        buf = io.BytesIO()
-        torch.save(optimizer.state_dict(), buf)
-        data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8).to(dev)
+        data = pack_state(optimizer.state_dict(), dev)
         size = torch.tensor([data.numel()], dtype=torch.int64, device=dev)
     else:
         size = torch.zeros(1, dtype=torch.int64, device=dev)
@@ -39,10 +50,7 @@ def broadcast_state(comm, params: List[torch.Tensor], optimizer: torch.optim.Opt
         data = torch.empty(int(size.item()), dtype=torch.uint8, device=dev)
     comm.broadcast(data, src)
     if comm.rank != src:
-        # map to CPU: load_state_dict moves each buffer next to its parameter, but keeps Adam's
-        # `step` counter where it is (on CPU unless capturable)
-        state = torch.load(io.BytesIO(data.cpu().numpy().tobytes()), map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state)
+        optimizer.load_state_dict(unpack_state(data))
 
 
 def optimizer_buffers(optimizer: torch.optim.Optimizer) -> List[torch.Tensor]:

@@ -20,13 +20,13 @@ is 2 B under Adam, B under momentum, whatever rank 1's pace.)
 from __future__ import annotations
 
 import copy
-import io
 import threading
 from typing import Optional, Tuple
 
 import torch
 
 from ..checkpoints import to_cpu
+from .averaging import pack_state
 from .buckets import flat_params, load_flat, set_grads
 from .signals import store_client, wait_keys
 
@@ -34,18 +34,6 @@ TAG = 21   # point-to-point tag of the server's messages
 META = 4   # extra numbers after the parameters in a reply: the optimizer state follows (1) or not (0),
            # staleness, clock lag, server version
 STANDBY = 1   # the rank that holds the server's state beside it in an elastic run
-
-
-def pack_state(state: dict, device) -> torch.Tensor:
-    """An optimizer's state_dict as bytes in a uint8 tensor on `device` (to travel through a Comm)."""
-    buf = io.BytesIO()
-    torch.save(to_cpu(state), buf)
-    return torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8).to(device)
-
-
-def unpack_state(t: torch.Tensor) -> dict:
-    """`pack_state`'s input back (CPU tensors)."""
-    return torch.load(io.BytesIO(t.cpu().numpy().tobytes()), map_location="cpu")
 
 
 class ServerDown(RuntimeError):
