@@ -28,11 +28,14 @@ A run with `elastic=True` (and `min_workers`) survives a worker's death (chapter
    recovery seconds): the dashboards mark it on every plot as they mark a live change, and the
    run's summary lists it (`summary()["membership"]`).
 
-Joining: `cluster.add_workers(k, run)` (`lab.membership.add_workers`) starts `k` engines; the members re-form with them at their
-next step boundary (a live change, `lab.control`): they leave their group with the same state (the
-strategy's `detach`), rank 0 broadcasts parameters, optimizer state and step, and the newcomers
-start from there (`Guard.join`), never from disk. Without a run, `cluster.add_workers(k)` re-forms
-the cluster's group with the newcomers at once.
+Joining: `cluster.add_workers(k, run)` (`lab.membership.add_workers`) starts `k` engines; the
+members re-form with them at their next step boundary (a live change, `lab.control`; under async
+and ssp, whose workers are at different steps, each member at its own next one): they leave their
+group with the same state (the strategy's `detach`), rank 0 broadcasts parameters and optimizer
+state, and the newcomers start from there at the members' earliest step (`Guard.join`), never from
+disk. Under async and ssp a worker that did all its steps stays in the group until every worker
+has (`Guard.hold`), so the others can still re-form with it (the server lives on rank 0).
+Without a run, `cluster.add_workers(k)` re-forms the cluster's group with the newcomers at once.
 
 Records keep each worker's id from the start of the run in `rank` (a survivor's new rank in the
 re-formed group is only its position there; a newcomer gets the next id), so a worker's curve stays
@@ -345,6 +348,32 @@ class Guard:
         self._handover(0, t.step)
         self._adopt(t.step, msg, 0, t0, "kept" if self.restore.server else None)
 
+    def hold(self, step: int) -> int:
+        """After this worker's last step, under a strategy whose workers are not in lockstep (async,
+        ssp): stay in the group until every worker is done (`Strategy.finish`, `finished`), so a
+        death or a join while the others still train re-forms with this worker too (a join reaches
+        each worker at its own next boundary, lab.runs.Run._command: this one's is the end).
+        Failures raise, as in a step; the trainer recovers and holds again."""
+        t = self.t
+        if self.restore is None or self.restore.lockstep:
+            return step
+        t.step = step   # (a join hands on the members' earliest step)
+        while True:
+            t.strategy.finish()
+            done = t.strategy.finished()
+            if t.ctx.aborted():
+                raise WorkerError(t.ctx.aborted())
+            self.check()
+            # a join's `done`s come only after its change was proposed to every worker (lab.control),
+            # so when `done` was seen above and no change is due or unsettled here, the run is over
+            if t._boundary(step, proceed=False) or t.stopped:
+                if t.stopped:
+                    return step
+                continue
+            if done:
+                return step
+            time.sleep(0.02)
+
     def join(self) -> None:
         """A newcomer (`add_workers`): join the group the members re-form at their next step and
         take parameters, optimizer state and step from rank 0."""
@@ -373,20 +402,22 @@ class Guard:
     def _handover(self, src: int, step) -> int:
         """Rank `src` makes its live model and optimizer the consistent state and broadcasts them
         (parameters and optimizer state through the data plane, so the ledger counts them: they go
-        in the next record); `src`'s `step` comes back on every member."""
+        in the next record); the earliest member's `step` comes back on every member (None: a newcomer's)."""
         import torch.distributed as dist
         from .strategies.averaging import broadcast_state
         t, ctx = self.t, self.t.ctx
         if ctx.rank == src and self.restore is not None:
             self.restore.settle()
-        box = [step]
-        dist.broadcast_object_list(box, src=src, group=_W["STATE"].get("control"))
+        # the step to go on from: the earliest any member holds (all hold the same one in lockstep;
+        # under async/ssp a newcomer starts with the slowest member, so it ends no later than the run)
+        box = torch.tensor([(1 << 62) if step is None else step], dtype=torch.int64)
+        dist.all_reduce(box, op=dist.ReduceOp.MIN, group=_W["STATE"].get("control"))
         lg = ctx.comm.ledger
         lg.reset()
         broadcast_state(ctx.comm, [p for p in t.model.parameters() if p.requires_grad], t.optimizer, src=src)
         from .comm import add_counters
         t._carry = add_counters(t._carry, lg.spent())
-        return box[0]
+        return int(box.item())
 
     def _adopt(self, step: int, msg: dict, lost: int, t0: float, server) -> None:
         """Restart the strategy on the shared state, take this rank's shard, mark the next record."""

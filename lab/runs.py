@@ -430,7 +430,11 @@ class Run(RunData):
         step = self._command({"_stop": True, "_pause": False})
         return step
 
-    def _command(self, changes: dict) -> Optional[int]:
+    def _command(self, changes: dict, each: bool = False) -> Optional[int]:
+        """Agree on the step where every worker applies `changes` (lab.control); returns it. With
+        `each` (workers not in lockstep: an async run's join) each worker applies them at its own
+        next boundary and the earliest is returned; when every worker has done all its steps the
+        change is dropped (None)."""
         if self.done:
             return None
         self._cmd += 1
@@ -439,6 +443,10 @@ class Run(RunData):
         if any(p is None for p in proposals):
             self.poll()
             return None
+        if each:
+            late = min(proposals) >= self.cfg.steps   # (-1: a step no worker reaches)
+            c._call_all("finalize", [(self.id, self._cmd, -1 if late else p) for p in proposals])
+            return None if late else min(proposals)
         effective = max(proposals)
         c._call_all("finalize", [(self.id, self._cmd, effective)] * c.workers)
         return effective

@@ -131,7 +131,9 @@ class Trainer:
                                     self.optimizer)
             self.strategy.attach(self.model, self.optimizer)
 
-    def _boundary(self, step: int) -> list:
+    def _boundary(self, step: int, proceed: bool = True) -> list:
+        """Apply the changes due before `step`; with `proceed`, then start computing it (an elastic
+        run's worker that did all its steps stays at the end's boundary: `lab.elastic.Guard.hold`)."""
         applied = []
         if self.control is None:
             return applied
@@ -141,7 +143,8 @@ class Trainer:
                 applied.append(changes)
             if not self.paused or self.stopped:
                 break
-        self.control.proceed(step)
+        if proceed:
+            self.control.proceed(step)
         return applied
 
     # -- the loop -----------------------------------------------------------------------------
@@ -168,9 +171,11 @@ class Trainer:
         step = self.start_step
         while True:   # (an elastic run's last detach may meet a death too: it recovers and ends again)
             step = self._loop(step, start)
-            comm = ctx.comm
-            comm.ledger.reset()  # what ending costs (a final averaging, the server's state broadcast) is
             try:
+                if self.elastic is not None and not self.stopped:
+                    step = self.elastic.hold(step)  # async/ssp: others still train, and may re-form with it
+                comm = ctx.comm
+                comm.ledger.reset()  # what ending costs (a final averaging, the server's state broadcast) is
                 self.strategy.detach()  # on the wire too: it goes in the run's after_last_step, not lost
                 break
             except Exception as e:

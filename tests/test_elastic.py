@@ -114,6 +114,38 @@ def test_a_death_during_the_last_drain_is_survived(runs_dir):
         cluster.stop()
 
 
+# async: worker 0 (the server's host) did all its steps while the straggler trains on; it stays in
+# the group (Guard.hold), so a newcomer still joins. ssp (its bound keeps worker 0 near the
+# straggler): a join mid-run. Either way each member re-forms at its own next step, and the
+# newcomer starts at the straggler's.
+@pytest.mark.parametrize("strategy,worker0_at", [("async", 149), ("ssp", 10)])
+def test_a_newcomer_joins_workers_at_different_steps(runs_dir, strategy, worker0_at):
+    cluster = _start(f"join-{strategy}", workers=2)
+    try:
+        steps = 150
+        cfg = RunConfig(steps=steps, eval_every=75, runs_dir=runs_dir, elastic=True,
+                        slowdown=[1, 12]).replace(**{"strategy.name": strategy})
+        run = cluster.train(cfg)
+        run.wait(until=lambda r: r._steps[0] >= worker0_at, timeout=120)
+        behind = max(x["step"] for x in run.by_rank()[1])
+        assert behind < steps - 20, behind      # the straggler has a long way to go
+        assert cluster.add_workers(1, run) == [2]
+        run.wait(timeout=120)
+        assert run.status == "finished", run.meta.get("error")
+        assert cluster.workers == 3
+        (change,) = run.summary()["membership"]
+        assert change["joined"] == [2] and change["workers"] == 3
+        by = run.by_rank()
+        first = min(x["step"] for x in by[2])
+        # the newcomer starts at the straggler's step then (the members' earliest), not rank 0's end
+        assert behind <= first < steps - 1, (behind, first)
+        assert sorted(x["step"] for x in by[2]) == list(range(first, steps))
+        assert sorted({x["step"] for x in by[1]}) == list(range(steps))   # nothing lost
+        assert _replicas_agree(cluster, run.id) == 0.0
+    finally:
+        cluster.stop()
+
+
 def test_two_deaths_in_a_row_cost_seconds_not_a_timeout(runs_dir):
     """A second worker dies while the first re-form may still be going on: the run goes on with 2."""
     cluster = _start("two", workers=4)

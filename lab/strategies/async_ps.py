@@ -62,6 +62,7 @@ class AsyncPS(Strategy):
         self.steps = 0             # this worker's steps since attach (its clock)
         self.version_read = 0      # the server's version of the parameters this worker holds
         self.reported = (0, 0, 0)  # the server's bytes (sent, received, framing) already put in a record
+        self.finishing = False     # this worker announced it is done (`finish`)
         if ctx.rank == 0:
             self.server = Server(ps, optimizer, ctx.world, 1.0 / ctx.world, standby=self.standby)
             if ctx.world > 1:
@@ -102,6 +103,18 @@ class AsyncPS(Strategy):
         if state is not None:
             self.copy = state   # (set last: it always goes with the parameters just loaded)
         return staleness, lag
+
+    def finish(self) -> None:
+        """Tell the server this worker is done (once per attach); rank 0's own worker has nothing to say."""
+        if self.ctx.rank != 0 and not self.finishing:
+            self.announce("done")
+        self.finishing = True
+
+    def finished(self) -> bool:
+        """Rank 0: the server thread has answered every other worker's `done`; the others: rank 0 said so."""
+        if self.ctx.rank == 0:
+            return self.serving is None or not self.serving.thread.is_alive()
+        return self.store.check([f"{self.ns}/final"])
 
     def check_server(self) -> None:
         if self.serving is not None and self.serving.error:
@@ -176,7 +189,7 @@ class AsyncPS(Strategy):
                 return
             self.store.set(f"{self.ns}/final", "1")
         else:
-            self.announce("done")
+            self.finish()
             with comm.waiting():  # a fast worker may wait here for the stragglers to finish
                 wait_keys(self.store, [f"{self.ns}/final"], ctx)
         broadcast_state(comm, self.params(), self.optimizer, src=0)

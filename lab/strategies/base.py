@@ -98,6 +98,14 @@ class Strategy:
     def detach(self) -> None:
         pass
 
+    def finish(self) -> None:
+        """This worker did all its steps; the others may not have (an elastic run's non-lockstep
+        strategies hold there, `lab.elastic.Guard.hold`): say so without waiting. `detach` follows."""
+
+    def finished(self) -> bool:
+        """After `finish`: whether `detach` would now go through without waiting for other workers' steps."""
+        return True
+
     def abandon(self) -> None:
         """Let go after the group broke, without talking to the others (an elastic run re-forms it,
         `lab.elastic`): drop hooks, stop threads. The state stays where it is."""
