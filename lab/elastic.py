@@ -301,8 +301,11 @@ class Guard:
         if isinstance(exc, LabError) or not isinstance(exc, RuntimeError) or ctx.aborted() or name not in RESTORE:
             raise exc
         t0 = time.perf_counter()
+        self._phase(f"failed at step {step}: {type(exc).__name__}")
         _cut_pairs(self.link["peers"], self.link["store_ports"])   # peers still waiting on this one fail now
+        self._phase("closed its connections")
         _leave_group()
+        self._phase("left its group")
         t.strategy.abandon()   # its threads and hooks go; its state (a server's) stays for `settle`
         claim = self.restore.claim()   # (before the ranks change)
         server_id = self.members[0] if self.members else None
@@ -342,6 +345,7 @@ class Guard:
         their group with the same state (the strategy's `detach`), re-form with the newcomers, and
         rank 0 hands its state to everyone."""
         t0, t = time.perf_counter(), self.t
+        self._phase(f"re-forming at step {t.step} (workers join)")
         t.strategy.detach()
         _leave_group()
         self._reform(msg)
@@ -358,6 +362,7 @@ class Guard:
         if self.restore is None or self.restore.lockstep:
             return step
         t.step = step   # (a join hands on the members' earliest step)
+        self._phase("did all its steps; holding until every worker has")
         while True:
             t.strategy.finish()
             done = t.strategy.finished()
@@ -460,8 +465,23 @@ class Guard:
                 raise WorkerError(ctx.aborted())
             if time.monotonic() > deadline:
                 missing = [w for w, k in zip(msg["members"], keys) if not self.store.check([k])]
-                raise WorkerError(f"worker(s) {missing} did not arrive for generation {g} within {timeout:.0f} s")
+                raise WorkerError(f"worker(s) {missing} did not arrive for generation {g} within {timeout:.0f} s "
+                                  f"({'; '.join(self._last_phase(w) for w in missing)})")
             time.sleep(0.01)
+
+    def _phase(self, what: str) -> None:
+        """Say in the store where this worker's recovery is (an `_arrive` timeout names it)."""
+        try:
+            self.store.set(f"{self.t.ctx.run_id}/phase/{self.worker}", json.dumps([what, time.time()]))
+        except Exception:   # (a diagnostic: never the reason a recovery fails)
+            pass
+
+    def _last_phase(self, worker: int) -> str:
+        key = f"{self.t.ctx.run_id}/phase/{worker}"
+        if not self.store.check([key]):
+            return f"worker {worker} never began to recover: still inside a step or a collective"
+        what, when = json.loads(self.store.get(key))
+        return f"worker {worker} last said '{what}' {time.time() - when:.1f} s ago"
 
     def _next_generation(self, after: int) -> dict:
         """Wait for the notebook's generation after `after` (the newest if several are out); a stop
@@ -470,6 +490,7 @@ class Guard:
         STATE = _W["STATE"]
         deadline = time.monotonic() + STATE.get("timeout_s", 30.0)
         g = after + 1
+        self._phase(f"waiting for generation {g}")
         while True:
             if ctx.aborted():
                 raise WorkerError(ctx.aborted())

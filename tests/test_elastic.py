@@ -184,6 +184,28 @@ def test_a_generation_that_cannot_form_gives_way_to_the_next():
     guard._arrive({"gen": 3, "members": [0, 1]})
 
 
+def test_a_member_that_never_arrives_is_named_with_where_it_was():
+    """The arrival wait's timeout says, per missing worker, how far its recovery got (from the store)."""
+    from types import SimpleNamespace
+    import torch.distributed as dist
+    import lab.worker  # noqa: F401  (binds lab.elastic's engine side)
+    from lab.elastic import _W, Guard
+    store = dist.HashStore()
+    ctx = SimpleNamespace(world=3, run_id="r", aborted=lambda: None)
+    guards = [Guard(SimpleNamespace(ctx=ctx, start_step=0), {"worker": w, "store": store, "notified": 0})
+              for w in range(2)]
+    guards[1]._phase("left its group")
+    before = _W["STATE"].get("timeout_s")
+    _W["STATE"]["timeout_s"] = 0.3
+    try:
+        with pytest.raises(WorkerError, match=r"worker\(s\) \[1, 2\] did not arrive for generation 1 within 0 s "
+                                              r"\(worker 1 last said 'left its group' 0\.\d s ago; "
+                                              r"worker 2 never began to recover"):
+            guards[0]._arrive({"gen": 1, "members": [0, 1, 2]})
+    finally:
+        _W["STATE"]["timeout_s"] = before if before is not None else 30.0
+
+
 def test_below_min_workers_is_the_clear_error_within_seconds(runs_dir):
     cluster = _start("min")
     try:
