@@ -48,8 +48,9 @@ it sees the second death, sends them on to that one at once (no waiting out a gr
 Limits: an `async` or `ssp` server's updates after its standby's last read are lost with the
 server's worker (a few: the standby reads every step), and when the server and its standby die
 together the optimizer state restarts from the newest parameters a survivor read (the membership
-mark says `server: restarted`). A member that dies after it arrived and
-before the group formed is still waited for until the group's timeout.
+mark says `server: restarted`). A member that dies after it arrived and before the group formed
+is still waited for until the group's timeout; that error, as any arrival timeout, names how far
+each missing worker's recovery got (each says so in the store: `Guard._phase`).
 """
 from __future__ import annotations
 

@@ -14,9 +14,10 @@ import socket
 import time
 from typing import List
 
-from .elastic import RESTORE, add_peers, engine_host, enter, notify, prepare, rejoin
+from .elastic import add_peers, engine_host, enter, notify, prepare, rejoin
 from .errors import WorkerError, check
 from .remote import call
+from .strategies import STRATEGIES
 from .worker import local_addr
 
 
@@ -127,8 +128,8 @@ class Membership:
         for e in engines:
             c.client[e].apply_async(call, "start_run", run.id, run.cfg.to_dict(), None).get(timeout=c.timeout_s)
         self.rdzv.set(f"{run.id}/gen{msg['gen']}", msg)
-        # the members re-form at this step (lab.control); async/ssp: each at its own next one
-        step = run._command({"_members": msg}, each=not RESTORE[run.cfg.strategy.effective()].lockstep)
+        # the members re-form at this step (lab.control); under async each at its own next one
+        step = run._command({"_members": msg}, each=STRATEGIES.get(run.cfg.strategy.effective()).own_pace)
         if step is None or step >= run.cfg.steps:   # (past the last step: no member would ever get there)
             for e in engines:
                 c.client[e].apply_async(call, "abort", run.id, "the run ended before the workers joined")

@@ -432,9 +432,10 @@ class Run(RunData):
 
     def _command(self, changes: dict, each: bool = False) -> Optional[int]:
         """Agree on the step where every worker applies `changes` (lab.control); returns it. With
-        `each` (workers not in lockstep: an async run's join) each worker applies them at its own
-        next boundary and the earliest is returned; when every worker has done all its steps the
-        change is dropped (None)."""
+        `each` (workers at their own pace: an async run's join) each worker applies them at its
+        own next boundary and the earliest is returned. A change no worker would apply before the
+        end is dropped (None; an elastic async/ssp worker that did all its steps still passes the
+        end's boundary: lab.elastic.Guard.hold)."""
         if self.done:
             return None
         self._cmd += 1
@@ -448,8 +449,9 @@ class Run(RunData):
             c._call_all("finalize", [(self.id, self._cmd, -1 if late else p) for p in proposals])
             return None if late else min(proposals)
         effective = max(proposals)
-        c._call_all("finalize", [(self.id, self._cmd, effective)] * c.workers)
-        return effective
+        late = effective >= self.cfg.steps
+        c._call_all("finalize", [(self.id, self._cmd, -1 if late else effective)] * c.workers)
+        return None if late else effective
 
     # -- saving -----------------------------------------------------------------------------
     def _save_meta(self) -> None:

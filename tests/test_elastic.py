@@ -115,9 +115,9 @@ def test_a_death_during_the_last_drain_is_survived(runs_dir):
 
 
 # async: worker 0 (the server's host) did all its steps while the straggler trains on; it stays in
-# the group (Guard.hold), so a newcomer still joins. ssp (its bound keeps worker 0 near the
-# straggler): a join mid-run. Either way each member re-forms at its own next step, and the
-# newcomer starts at the straggler's.
+# the group (Guard.hold), so a newcomer still joins: each member re-forms at its own next step, and
+# the newcomer starts at the straggler's. ssp: a join mid-run, at one step for all (its bound makes
+# a worker wait inside a step for the straggler, which must not be re-forming then).
 @pytest.mark.parametrize("strategy,worker0_at", [("async", 149), ("ssp", 10)])
 def test_a_newcomer_joins_workers_at_different_steps(runs_dir, strategy, worker0_at):
     cluster = _start(f"join-{strategy}", workers=2)

@@ -41,6 +41,7 @@ class AsyncPS(Strategy):
     equals_sync = None     # with two or more workers, pushes interleave as threads happen to run
     deterministic = False
     hosted_server = True   # the server thread's ledger is its own node (server_bytes_* in rank 0's records)
+    own_pace = True        # nothing inside a step waits for another worker's steps
 
     def attach(self, model, optimizer):
         super().attach(model, optimizer)

@@ -95,6 +95,12 @@ class Strategy:
     def step(self, step: int) -> StepInfo:
         raise NotImplementedError
 
+    # whether each worker goes at its own pace, nothing inside its step waiting for another's steps
+    # (async): a change that re-forms the group then reaches each worker at its own next step
+    # (lab.membership); otherwise at one step for all, since a worker waiting inside a step (a
+    # collective, ssp's bound) for another that already re-forms would wait for ever
+    own_pace = False
+
     def detach(self) -> None:
         pass
 

@@ -33,6 +33,7 @@ class SSP(AsyncPS):
     """Asynchronous parameter server whose fastest worker runs at most `cfg.staleness` steps ahead."""
     equals_sync = {"staleness": 0}
     deterministic = False  # with s > 0 thread timing decides who reads what
+    own_pace = False       # a step may wait for the slowest worker's clock (its bound)
 
     @dataclass
     class Options:
