@@ -48,20 +48,24 @@ VARIANTS = [
 QUICK = ("sync", "ps")
 
 
-def probe(nbytes: int, reps: int, rest_s: float = 0.0) -> float:
-    """Engine side: seconds of a plain all-reduce of `nbytes` on the cluster's process group: the
-    median of `reps`, or after `rest_s` of quiet each, the fastest (a rested link is the best case,
-    which a loaded machine's scheduling delays only hide)."""
+def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False) -> float:
+    """Engine side: seconds of a plain all-reduce (`gather`: all-gather) of `nbytes` on the
+    cluster's process group: the median of `reps`, or after `rest_s` of quiet each, the fastest (a
+    rested link is the best case, which a loaded machine's scheduling delays only hide)."""
     import torch
     import torch.distributed as dist
     t = torch.zeros(max(1, nbytes // 4))
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.barrier()
     times = []
     for _ in range(reps):
         dist.barrier()
         time.sleep(rest_s)
         t0 = time.perf_counter()
-        dist.all_reduce(t)
+        if gather:
+            dist.all_gather(out, t)
+        else:
+            dist.all_reduce(t)
         times.append(time.perf_counter() - t0)
     return min(times) if rest_s else statistics.median(times)
 
@@ -90,8 +94,9 @@ def base_config(steps: int, runs_dir: str):
         **{"optim.name": "momentum", "optim.lr": 0.05, "optim.schedule": "cosine", "optim.warmup_steps": steps // 10})
 
 
-def measure(run, ab, model_bytes: int) -> dict:
-    """One run's figures and the model's prediction of its comm time per step."""
+def model_inputs(run, model_bytes: int):
+    """What the model is given for a run: (algorithm, payload bytes, its options), and the records
+    it is judged on: those after warm-up, by rank, and the busiest rank's (most comm time)."""
     from lab import costmodel
     n, cfg = run.workers, run.cfg
     recs = [r for r in run.records if r["step"] >= max(1, cfg.steps // 10)] or run.records  # after warm-up
@@ -99,13 +104,6 @@ def measure(run, ab, model_bytes: int) -> dict:
     for r in recs:
         by_rank.setdefault(r["rank"], []).append(r)
     busiest = max(by_rank.values(), key=lambda rows: statistics.fmean(r["comm_s"] for r in rows))
-    comm = statistics.fmean(r["comm_s"] for r in busiest)
-    idle = statistics.fmean(r["compute_s"] + r["wait_s"] for r in busiest)  # the link rests meanwhile
-    wire = run.wire()
-    workers = [x for x in wire["nodes"] if x["node"].startswith("worker")]
-    wall = max(r["t"] for r in run.records)
-    # samples/s over the timed steps (after warm-up, without rank 0's evaluations), summed over workers
-    rate = sum(sum(r["n"] for r in rows) / sum(r["step_s"] for r in rows) for rows in by_rank.values())
     algo, kw = costmodel.STRATEGY_ALGORITHM[cfg.strategy.name](cfg, n)
     if cfg.strategy.name == "local" and n > 1:   # steps per averaging in this window (not exactly H)
         kw = {"period": round(len(busiest) / max(1, sum(bool(r.get("averaged")) for r in busiest)), 2)}
@@ -114,6 +112,21 @@ def measure(run, ab, model_bytes: int) -> dict:
         algo = "allgather"
         nbytes = statistics.fmean(r["payload_bytes"] for r in recs)
         kw = {"calls": max(1, round(statistics.fmean(r["messages"] for r in busiest) / (n - 1)))} if n > 1 else {}
+    return algo, nbytes, kw, recs, by_rank, busiest
+
+
+def measure(run, ab, model_bytes: int) -> dict:
+    """One run's figures and the model's prediction of its comm time per step."""
+    from lab import costmodel
+    n, cfg = run.workers, run.cfg
+    algo, nbytes, kw, recs, by_rank, busiest = model_inputs(run, model_bytes)
+    comm = statistics.fmean(r["comm_s"] for r in busiest)
+    idle = statistics.fmean(r["compute_s"] + r["wait_s"] for r in busiest)  # the link rests meanwhile
+    wire = run.wire()
+    workers = [x for x in wire["nodes"] if x["node"].startswith("worker")]
+    wall = max(r["t"] for r in run.records)
+    # samples/s over the timed steps (after warm-up, without rank 0's evaluations), summed over workers
+    rate = sum(sum(r["n"] for r in rows) / sum(r["step_s"] for r in rows) for rows in by_rank.values())
     predicted = ab.predict(algo, n, nbytes, idle_s=idle, **kw)
     return {"samples/s": rate,
             "wire B/worker/step": statistics.fmean(x["wire_per_step"] for x in workers),
@@ -145,7 +158,9 @@ def sweep(network: str, counts, variants, steps: int, runs_dir: str, start_kw: d
             for label, knobs in variants:
                 cfg = cfg0.replace(**knobs, name=f"{label} x{n} {network}")
                 run = _run(cluster, cfg, until)
-                rows.append({"network": network, "variant": label, "workers": n} | measure(run, ab, model_bytes))
+                algo, nbytes, *_ = model_inputs(run, model_bytes)
+                rows.append({"network": network, "variant": label, "workers": n} | measure(run, ab, model_bytes)
+                            | {"isolated collective s": isolated(cluster, algo, nbytes, reps)})
             if n == 2 and 1 in counts:   # one worker: a group of one of this cluster (same threads per worker)
                 alone = cluster.split([1, 1])[0]
                 run = _run(alone, cfg0.replace(name=f"one worker {network}"), until)
@@ -153,6 +168,17 @@ def sweep(network: str, counts, variants, steps: int, runs_dir: str, start_kw: d
                 cluster.merge()
     rows.sort(key=lambda r: (r["variant"] != "one worker", r["variant"], r["workers"]))
     return rows, ab, probe_s, model_bytes
+
+
+def isolated(cluster, algo: str, nbytes: float, reps: int):
+    """The row's collective alone on the same cluster, nobody training (median seconds, the slowest
+    rank's): what it costs with the cores free, beside what it cost inside training (None: a row
+    whose algorithm is no single collective: ps, async, local)."""
+    if algo not in ("ring", "allgather") or len(cluster.engine_ids) < 2:
+        return None
+    outs = [cluster.client[e].apply_async(probe, int(nbytes), reps, 0.0, algo == "allgather")
+            for e in cluster.engine_ids]
+    return max(o.get(timeout=300) for o in outs)
 
 
 def _run(cluster, cfg, until):
@@ -185,6 +211,21 @@ def _where_it_stops(rows) -> str:
         stop = next((a for (a, x), (b, y) in zip(pts, pts[1:]) if y < 1.1 * x), None)
         out.append(f"{v}: throughput " + " -> ".join(f"{x:.0f}" for _, x in pts) + " samples/s"
                    + (f", stops growing past {stop} worker{'s' if stop > 1 else ''}" if stop else ", still growing"))
+    return "; ".join(out)
+
+
+def _host_note(rows) -> str:
+    """Per network and row with one collective: its time alone, inside training, and the model's."""
+    out = []
+    for net in dict.fromkeys(r["network"] for r in rows):
+        for v in dict.fromkeys(r["variant"] for r in rows if r["network"] == net):
+            pts = sorted((r["workers"], r["isolated collective s"], r["comm s/step median"], r["comm s/step model"])
+                         for r in rows if r["network"] == net and r["variant"] == v
+                         and r.get("isolated collective s") is not None)
+            if pts:
+                ms = lambda i: " / ".join(f"{p[i] * 1e3:.1f}" for p in pts)  # noqa: E731
+                out.append(f"{net} {v} x{'/'.join(str(p[0]) for p in pts)}: alone {ms(1)}, "
+                           f"in training (median) {ms(2)}, model {ms(3)}")
     return "; ".join(out)
 
 
@@ -242,5 +283,10 @@ def scaling(quick: bool = False) -> dict:
     if not quick:
         notes.append("On loopback the 'communication' of 2 cores is CPU time (copies, gloo's threads), "
                      "which the alpha-beta model, a network model, does not capture past 2 workers.")
+    host = _host_note(rows)
+    if host:
+        notes.append("The same collective alone, nobody training, against inside training and the model "
+                     f"(ms by worker count): {host}. Alone it already grows with processes per core; "
+                     "training beside it (other processes computing) adds the scheduling stalls.")
     return {"table": rows, "ratios": ratios, "targets": targets, "rounds": {"constants": constants},
             "note": " ".join(notes)}
