@@ -29,8 +29,8 @@ A run with `elastic=True` (and `min_workers`) survives a worker's death (chapter
    run's summary lists it (`summary()["membership"]`).
 
 Joining: `cluster.add_workers(k, run)` (`lab.membership.add_workers`) starts `k` engines; the
-members re-form with them at their next step boundary (a live change, `lab.control`; under async
-and ssp, whose workers are at different steps, each member at its own next one): they leave their
+members re-form with them at their next step boundary (a live change, `lab.control`; under async,
+whose workers go at their own pace, each member at its own next one: `Strategy.own_pace`): they leave their
 group with the same state (the strategy's `detach`), rank 0 broadcasts parameters and optimizer
 state, and the newcomers start from there at the members' earliest step (`Guard.join`), never from
 disk. Under async and ssp a worker that did all its steps stays in the group until every worker
@@ -356,8 +356,8 @@ class Guard:
     def hold(self, step: int) -> int:
         """After this worker's last step, under a strategy whose workers are not in lockstep (async,
         ssp): stay in the group until every worker is done (`Strategy.finish`, `finished`), so a
-        death or a join while the others still train re-forms with this worker too (a join reaches
-        each worker at its own next boundary, lab.runs.Run._command: this one's is the end).
+        death or a join while the others still train re-forms with this worker too (under async a
+        join reaches each worker at its own next boundary, lab.runs.Run._command: this one's is the end).
         Failures raise, as in a step; the trainer recovers and holds again."""
         t = self.t
         if self.restore is None or self.restore.lockstep:
@@ -415,7 +415,7 @@ class Guard:
         if ctx.rank == src and self.restore is not None:
             self.restore.settle()
         # the step to go on from: the earliest any member holds (all hold the same one in lockstep;
-        # under async/ssp a newcomer starts with the slowest member, so it ends no later than the run)
+        # under async a newcomer starts with the slowest member, so it ends no later than the run)
         box = torch.tensor([(1 << 62) if step is None else step], dtype=torch.int64)
         dist.all_reduce(box, op=dist.ReduceOp.MIN, group=_W["STATE"].get("control"))
         lg = ctx.comm.ledger
