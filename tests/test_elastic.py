@@ -101,7 +101,7 @@ def test_a_death_during_the_last_drain_is_survived(runs_dir):
     cluster = _start("drain")
     try:
         cfg = RunConfig(steps=120, eval_every=60, runs_dir=runs_dir, elastic=True, min_workers=2,
-                        slowdown=[1, 1, 4]).replace(**{"strategy.name": "async"})
+                        slowdown=[1, 1, 10]).replace(**{"strategy.name": "async"})
         run = cluster.train(cfg)
         run.wait(until=lambda r: all(r._steps[w] >= 119 for w in (0, 1)), timeout=120)
         assert run.by_rank().get(2) and max(x["step"] for x in run.by_rank()[2]) < 100   # the straggler is behind

@@ -67,7 +67,10 @@ class ParameterServer(Strategy):
             set_grads(ps, total)
             self.optimizer.step()
             flat_params(ps, self.buf)
-            for dst in range(1, n):  # and outbound: (n-1) copies of the parameters (the standby: the gradient)
+            # and outbound: (n-1) copies of the parameters (the standby: the gradient), the standby's
+            # last, so it is never a step ahead of a survivor when the server dies mid-way (the
+            # survivors go back to the standby's step, lab.elastic: it holds the server's state there)
+            for dst in list(range(2, n)) + ([1] if n > 1 else []):
                 comm.send(total if dst == 1 and self.standby else self.buf, dst, tag=TAG)
             lg = comm.ledger
             return StepInfo(staleness=0, extra={"server_bytes_sent": lg.bytes_sent, "server_bytes_recv": lg.bytes_recv})
