@@ -33,8 +33,8 @@ members re-form with them at their next step boundary (a live change, `lab.contr
 whose workers go at their own pace, each member at its own next one: `Strategy.own_pace`): they leave their
 group with the same state (the strategy's `detach`), rank 0 broadcasts parameters and optimizer
 state, and the newcomers start from there at the members' earliest step (`Guard.join`), never from
-disk. Under async and ssp a worker that did all its steps stays in the group until every worker
-has (`Guard.hold`), so the others can still re-form with it (the server lives on rank 0).
+disk. Under async a worker that did all its steps stays in the group until every worker has
+(`Guard.hold`), so the others can still re-form with it (the server lives on rank 0).
 Without a run, `cluster.add_workers(k)` re-forms the cluster's group with the newcomers at once.
 
 Records keep each worker's id from the start of the run in `rank` (a survivor's new rank in the
@@ -354,13 +354,14 @@ class Guard:
         self._adopt(t.step, msg, 0, t0, "kept" if self.restore.server else None)
 
     def hold(self, step: int) -> int:
-        """After this worker's last step, under a strategy whose workers are not in lockstep (async,
-        ssp): stay in the group until every worker is done (`Strategy.finish`, `finished`), so a
-        death or a join while the others still train re-forms with this worker too (under async a
-        join reaches each worker at its own next boundary, lab.runs.Run._command: this one's is the end).
-        Failures raise, as in a step; the trainer recovers and holds again."""
+        """After this worker's last step, under a strategy whose workers go at their own pace
+        (`Strategy.own_pace`: async), where a join reaches each worker at its own next boundary
+        (lab.runs.Run._command): stay at the end's boundary until every worker is done
+        (`Strategy.finish`, `finished`), so a join while the others still train re-forms with this
+        worker too. Failures raise, as in a step; the trainer recovers and holds again. (Elsewhere a
+        join comes at one step for all, which a finished worker never reaches: it is refused.)"""
         t = self.t
-        if self.restore is None or self.restore.lockstep:
+        if not t.strategy.own_pace:
             return step
         t.step = step   # (a join hands on the members' earliest step)
         self._phase("did all its steps; holding until every worker has")

@@ -130,7 +130,7 @@ class Membership:
         self.rdzv.set(f"{run.id}/gen{msg['gen']}", msg)
         # the members re-form at this step (lab.control); under async each at its own next one
         step = run._command({"_members": msg}, each=STRATEGIES.get(run.cfg.strategy.effective()).own_pace)
-        if step is None or step >= run.cfg.steps:   # (past the last step: no member would ever get there)
+        if step is None:   # the run ended, or no member would reach the step before the end
             for e in engines:
                 c.client[e].apply_async(call, "abort", run.id, "the run ended before the workers joined")
             raise WorkerError(f"run {run.id} ended before the new workers could join")

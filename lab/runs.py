@@ -434,8 +434,8 @@ class Run(RunData):
         """Agree on the step where every worker applies `changes` (lab.control); returns it. With
         `each` (workers at their own pace: an async run's join) each worker applies them at its
         own next boundary and the earliest is returned. A change no worker would apply before the
-        end is dropped (None; an elastic async/ssp worker that did all its steps still passes the
-        end's boundary: lab.elastic.Guard.hold)."""
+        end is dropped (None; an elastic async worker that did all its steps still passes the end's
+        boundary: lab.elastic.Guard.hold)."""
         if self.done:
             return None
         self._cmd += 1

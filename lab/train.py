@@ -173,7 +173,7 @@ class Trainer:
             step = self._loop(step, start)
             try:
                 if self.elastic is not None and not self.stopped:
-                    step = self.elastic.hold(step)  # async/ssp: others still train, and may re-form with it
+                    step = self.elastic.hold(step)  # async: others still train, and may re-form with it
                 comm = ctx.comm
                 comm.ledger.reset()  # what ending costs (a final averaging, the server's state broadcast) is
                 self.strategy.detach()  # on the wire too: it goes in the run's after_last_step, not lost

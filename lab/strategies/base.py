@@ -105,8 +105,8 @@ class Strategy:
         pass
 
     def finish(self) -> None:
-        """This worker did all its steps; the others may not have (an elastic run's non-lockstep
-        strategies hold there, `lab.elastic.Guard.hold`): say so without waiting. `detach` follows."""
+        """This worker did all its steps; the others may not have (an elastic run of an
+        `own_pace` strategy holds there, `lab.elastic.Guard.hold`): say so without waiting. `detach` follows."""
 
     def finished(self) -> bool:
         """After `finish`: whether `detach` would now go through without waiting for other workers' steps."""
