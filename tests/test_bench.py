@@ -54,6 +54,20 @@ def fake_bench():
         BENCHMARKS._table.pop(name, None)
 
 
+@pytest.mark.skipif(results_mod.Runnable.now() is None, reason="no /proc/stat (not Linux): nothing to sample")
+def test_runnable_counts_a_busy_process_and_not_the_sampler():
+    """`bench scaling`'s 'runnable threads': one spinning process is one more runnable thread."""
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 5: pass"])
+    try:
+        time.sleep(0.3)   # started and spinning
+        with results_mod.Runnable(every=0.002) as load:
+            time.sleep(0.3)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert len(load.samples) > 20 and load.mean >= 0.9, load.samples[:20]
+
+
 def test_bench_exits_1_on_a_missed_target_and_saves_its_json(fake_bench, tmp_path, capsys):
     fake_bench("_t_miss", Target("payload ratio", 40.0, ">=", 50), Target("timing", 0.9, ">=", 0.95, noisy=True))
     assert cli.main(["bench", "_t_miss", "--out", str(tmp_path)]) == 1

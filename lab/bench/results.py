@@ -63,6 +63,51 @@ class LoadSampler:
                 "samples": len(self.samples)}
 
 
+class Runnable:
+    """How many threads the machine had ready to run (on a core or waiting for one), sampled every
+    `every` seconds from /proc/stat's `procs_running` less the sampler itself, while a run is timed:
+    beside the core count it says whether the cores were oversubscribed, that is whether a thread
+    woken by a message (a collective's next hop) had to wait for a core. `mean` is None where the
+    kernel does not say (not Linux)."""
+
+    def __init__(self, every: float = 0.005):
+        import threading
+        self.every, self.samples = every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lab-bench-runnable", daemon=True)
+
+    @staticmethod
+    def now():
+        """Threads runnable right now, the caller not counted (None: no /proc/stat)."""
+        try:
+            with open("/proc/stat") as f:
+                for line in f:
+                    if line.startswith("procs_running"):
+                        return max(0, int(line.split()[1]) - 1)
+        except OSError:
+            return None
+        return None
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            n = self.now()
+            if n is None:
+                return
+            self.samples.append(n)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self):
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
 def save(result: dict, folder) -> Path:
     """Write `result` as `folder/NAME.json`; returns the path."""
     folder = Path(folder)

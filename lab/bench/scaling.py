@@ -4,7 +4,8 @@ For 1, 2, 4 and 8 workers under sync, ps, async, local and sync with top-k 1% + 
 on loopback: throughput (samples/s over all workers, timed steps), wire bytes per worker per step
 (the run's ledger, framing included; `RunData.wire`), the busiest node's bytes per step (the
 parameter server's), communication seconds per step measured (`comm_s`, the busiest rank: mean and median) and wall
-time to 95% test accuracy on digits. One worker is a group of one of the 2-worker cluster
+time to 95% test accuracy on digits, and the machine's threads ready to run while the row trained
+(`results.Runnable`: above the core count, a thread woken by a message waits for a core). One worker is a group of one of the 2-worker cluster
 (`cluster.split`), so every worker count has one CPU thread per worker.
 
 Beside each, the cost model's prediction (`lab.costmodel`: ring all-reduce for sync, a star for ps
@@ -157,14 +158,15 @@ def sweep(network: str, counts, variants, steps: int, runs_dir: str, start_kw: d
                 ab, probe_s = fit(cluster, model_bytes, reps)
             for label, knobs in variants:
                 cfg = cfg0.replace(**knobs, name=f"{label} x{n} {network}")
-                run = _run(cluster, cfg, until)
+                run, runnable = _run(cluster, cfg, until)
                 algo, nbytes, *_ = model_inputs(run, model_bytes)
                 rows.append({"network": network, "variant": label, "workers": n} | measure(run, ab, model_bytes)
-                            | {"isolated collective s": isolated(cluster, algo, nbytes, reps)})
+                            | {"runnable threads": runnable, "isolated collective s": isolated(cluster, algo, nbytes, reps)})
             if n == 2 and 1 in counts:   # one worker: a group of one of this cluster (same threads per worker)
                 alone = cluster.split([1, 1])[0]
-                run = _run(alone, cfg0.replace(name=f"one worker {network}"), until)
-                rows.append({"network": network, "variant": "one worker", "workers": 1} | measure(run, ab, model_bytes))
+                run, runnable = _run(alone, cfg0.replace(name=f"one worker {network}"), until)
+                rows.append({"network": network, "variant": "one worker", "workers": 1} | measure(run, ab, model_bytes)
+                            | {"runnable threads": runnable})
                 cluster.merge()
     rows.sort(key=lambda r: (r["variant"] != "one worker", r["variant"], r["workers"]))
     return rows, ab, probe_s, model_bytes
@@ -182,15 +184,19 @@ def isolated(cluster, algo: str, nbytes: float, reps: int):
 
 
 def _run(cluster, cfg, until):
-    """Train; with `until`, stop once rank 0's test accuracy reached it (time to accuracy, not to the end)."""
-    run = cluster.train(cfg)
-    while not run.done:
-        run.poll()
-        if until is not None and (run.final("test_acc") or 0) >= until:
-            run.stop()
-            break
-        time.sleep(0.2)
-    return run.wait(timeout=600)
+    """Train; with `until`, stop once rank 0's test accuracy reached it (time to accuracy, not to the end).
+    Returns the run and the machine's mean runnable threads while it trained (`results.Runnable`)."""
+    from .results import Runnable
+    with Runnable() as load:
+        run = cluster.train(cfg)
+        while not run.done:
+            run.poll()
+            if until is not None and (run.final("test_acc") or 0) >= until:
+                run.stop()
+                break
+            time.sleep(0.2)
+        run = run.wait(timeout=600)
+    return run, load.mean
 
 
 def _numel(shape) -> int:
@@ -227,6 +233,21 @@ def _host_note(rows) -> str:
                 out.append(f"{net} {v} x{'/'.join(str(p[0]) for p in pts)}: alone {ms(1)}, "
                            f"in training (median) {ms(2)}, model {ms(3)}")
     return "; ".join(out)
+
+
+def _runnable_note(rows) -> str:
+    """Per network and variant: the machine's mean runnable threads while each worker count trained."""
+    out = []
+    for net in dict.fromkeys(r["network"] for r in rows):
+        parts = []
+        for v in dict.fromkeys(r["variant"] for r in rows if r["network"] == net):
+            pts = sorted((r["workers"], r["runnable threads"]) for r in rows if r["network"] == net
+                         and r["variant"] == v and r.get("runnable threads") is not None)
+            if pts:
+                parts.append(f"{v} x{'/'.join(str(n) for n, _ in pts)}: " + " / ".join(f"{x:.1f}" for _, x in pts))
+        if parts:
+            out.append(f"{net}: " + "; ".join(parts))
+    return ". ".join(out)
 
 
 def _comm_note(rows, model_bytes: int) -> str:
@@ -283,6 +304,10 @@ def scaling(quick: bool = False) -> dict:
     if not quick:
         notes.append("On loopback the 'communication' of 2 cores is CPU time (copies, gloo's threads), "
                      "which the alpha-beta model, a network model, does not capture past 2 workers.")
+    runnable = _runnable_note(rows)
+    if runnable:
+        notes.append(f"Threads ready to run while each row trained (mean of /proc/stat's procs_running; "
+                     f"{os.cpu_count()} cores: above that, a thread woken by a message waits for a core): {runnable}.")
     host = _host_note(rows)
     if host:
         notes.append("The same collective alone, nobody training, against inside training and the model "
