@@ -66,16 +66,32 @@ def optimizer_buffers(optimizer: torch.optim.Optimizer) -> List[torch.Tensor]:
     return out
 
 
-def average(comm, tensors: List[torch.Tensor]) -> None:
-    """Average `tensors` over all workers in place (one ring all-reduce per dtype)."""
+def average(comm, tensors: List[torch.Tensor], arrivals=None) -> None:
+    """Average `tensors` over all workers in place (one ring all-reduce per dtype).
+
+    `arrivals` (`lab.strategies.arrivals.Arrivals`): the first all-reduce also carries each
+    worker's arrival, so the time spent waiting for the slowest worker counts as waiting, not
+    communication (in n spare slots: n * 4 bytes more; a half-precision first group, whose slots
+    could not hold a time, waits at a barrier first instead)."""
     if comm.world == 1 or not tensors:
         return
     by_dtype = {}
     for t in tensors:
         by_dtype.setdefault(t.dtype, []).append(t)
-    for group in by_dtype.values():
-        flat = torch.cat([t.detach().reshape(-1) for t in group])
-        comm.note_payload(flat.numel() * flat.element_size(), flat.numel() * 4)
+    for i, group in enumerate(by_dtype.values()):
+        slots = arrivals if i == 0 else None
+        if slots is not None and group[0].dtype not in (torch.float32, torch.float64):
+            comm.barrier()
+            slots = None
+        n = sum(t.numel() for t in group)
+        flat = torch.cat([t.detach().reshape(-1) for t in group]
+                         + ([torch.zeros(comm.world, dtype=group[0].dtype, device=group[0].device)] if slots is not None else []))
+        comm.note_payload(n * flat.element_size(), n * 4)
+        if slots is not None:
+            slots.stamp(flat[n:])
+            busy = comm.ledger.comm_s
         comm.all_reduce(flat)
+        if slots is not None:
+            slots.split(flat[n:], comm.ledger.comm_s - busy)
         flat.div_(comm.world)
-        load_flat(group, flat)
+        load_flat(group, flat[:n])

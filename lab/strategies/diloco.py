@@ -28,6 +28,7 @@ import torch
 
 from ..knobs import knob
 from . import strategy
+from .arrivals import Arrivals
 from .averaging import average, optimizer_buffers
 from .base import StepInfo, Strategy
 from .buckets import flat_params, load_flat
@@ -56,6 +57,7 @@ class DiLoCo(Strategy):
         self.buf = torch.zeros_like(self.anchor)   # outer momentum
         self.inner = 0                             # inner steps since the last outer step
         self.state_synced = True                   # every worker holds the same inner optimizer state
+        self.arrivals = Arrivals(self.ctx) if self.ctx.world > 1 else None  # (every worker attaches here)
 
     def step(self, step: int) -> StepInfo:
         drift = self.inner
@@ -70,8 +72,7 @@ class DiLoCo(Strategy):
     def _outer_step(self) -> None:
         comm, ps = self.ctx.comm, self.params()
         delta = self.anchor - flat_params(ps)      # this worker's pseudo-gradient
-        comm.barrier()  # waiting for the slowest worker is waiting, not communication
-        average(comm, [delta])
+        average(comm, [delta], self.arrivals)  # waiting for the slowest worker is waiting, not communication
         mu, lr = float(self.cfg.outer_momentum), float(self.cfg.outer_lr)
         self.buf.mul_(mu).add_(delta)
         self.anchor.sub_(delta.add_(self.buf, alpha=mu), alpha=lr)  # Nesterov, as torch.optim.SGD
@@ -97,8 +98,9 @@ class DiLoCo(Strategy):
         self.state_synced = bool(d.get("state_synced", True))
 
     def traffic(self, rank, world, param_bytes, itemsize=4):
-        """2 (n-1)/n B every `period` steps, nothing in between: it varies (None), except H = 1."""
+        """2 (n-1)/n B every `period` steps, nothing in between: it varies (None), except H = 1
+        (B: the parameters plus one arrival slot per worker, `arrivals`)."""
         if self.cfg.period == 1:
-            b = 2 * (world - 1) / world * param_bytes
+            b = 2 * (world - 1) / world * (param_bytes + world * itemsize)
             return b, b
         return None

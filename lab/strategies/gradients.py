@@ -2,9 +2,10 @@
 
 Without compression the gradients travel in flat buckets (few large all-reduces, as DDP does),
 and the first bucket carries one spare slot per worker holding the moment that worker arrived
-at the all-reduce: afterwards every worker knows who came last, so the time it spent blocked
-waiting for the slowest is split from communication without an extra barrier (a barrier per step
-is one more round trip every step). Compressed exchanges make
+at the all-reduce (`arrivals.Arrivals`, as `local`'s and `diloco`'s averaging do): afterwards
+every worker knows who came last, so the time it spent blocked waiting for the slowest is split
+from communication without an extra barrier (a barrier per step is one more round trip every
+step). Compressed exchanges make
 several collectives of different shapes, so there a barrier separates waiting first.
 With a compressor (chapter 07) they go through `lab.compression.exchange`, per layer
 (`scope="layer"`: each parameter's gradient compressed under its own name, so top-k and PowerSGD
@@ -15,11 +16,7 @@ outlives strategy and compressor switches.
 """
 from __future__ import annotations
 
-import time
-
-import torch
-import torch.distributed as dist
-
+from .arrivals import Arrivals
 from .buckets import Buckets, bucket_groups
 from .overlap import Overlap
 
@@ -37,11 +34,7 @@ class GradientAverager:
         if self.per_layer:  # parameter indices, cut into buckets as the flat path cuts them
             index = {id(p): i for i, p in enumerate(self.params)}
             self.layer_buckets = [[index[id(p)] for p in g] for g in bucket_groups(self.params, cfg.bucket_mb)]
-        if self.timed:  # a clock origin shared by all workers, so arrivals compare (same host: exact);
-            # a CPU clock: the control plane (an NCCL data group refuses CPU tensors)
-            origin = torch.tensor([time.time()], dtype=torch.float64, device="cpu")
-            ctx.comm.control.all_reduce(origin, op=dist.ReduceOp.MIN)
-            self.origin = origin.item()
+        self.arrivals = Arrivals(ctx) if self.timed else None  # (a collective: every worker attaches here)
         # DDP's overlap: buckets 1.. start their all-reduce from gradient hooks while backward goes on
         # (lab.strategies.overlap); only plain gradients (no compressor, no residual to add first)
         plain = identity and not getattr(self.compression.memory, "residuals", None)
@@ -64,15 +57,15 @@ class GradientAverager:
         else:
             flats = self.buckets.gather_grads()
         if self.timed:
-            self.buckets.extra.zero_()[self.ctx.rank] = time.time() - self.origin
+            self.arrivals.stamp(self.buckets.extra)
             busy = comm.ledger.comm_s
         for j, (name, flat) in enumerate(zip(self.buckets.names, flats)):
             # untimed (compressed): the first waits for the slowest worker once compressed
             flat.copy_(compression.exchange_many([(flat, name)], comm, barrier=not self.timed and j == 0)[0])
         if self.overlap is not None:
             self.overlap.finish()  # (still inside the timed window: what it blocks is communication or waiting)
-        if self.timed:
-            self._split_waiting(comm.ledger.comm_s - busy)
+        if self.timed:  # the slots were averaged with the gradients: times world undoes it
+            self.arrivals.split(self.buckets.extra, comm.ledger.comm_s - busy, scale=self.ctx.world)
         self.buckets.scatter_grads()
 
     def close(self) -> None:
@@ -80,12 +73,3 @@ class GradientAverager:
         if self.overlap is not None:
             self.overlap.close()
             self.overlap = None
-
-    def _split_waiting(self, collective_s: float) -> None:
-        """Move the time this worker waited for the last arrival from comm_s to wait_s."""
-        arrivals = self.buckets.extra.double().cpu() * self.ctx.world  # averaged with the gradients: undo it
-        waited = float(arrivals.max() - arrivals[self.ctx.rank])
-        waited = min(max(waited, 0.0), collective_s)
-        lg = self.ctx.comm.ledger
-        lg.comm_s -= waited
-        lg.wait_s += waited

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..knobs import knob
 from . import strategy
 from .base import StepInfo, Strategy
+from .arrivals import Arrivals
 from .averaging import average, optimizer_buffers
 
 
@@ -36,6 +37,7 @@ class LocalSGD(Strategy):
         super().attach(model, optimizer)
         self.local = 0          # local steps since the last averaging (0: parameters agree)
         self.state_synced = True  # every worker holds the same optimizer state
+        self.arrivals = Arrivals(self.ctx) if self.ctx.world > 1 else None  # (every worker attaches here)
 
     def step(self, step: int) -> StepInfo:
         drift = self.local
@@ -55,20 +57,21 @@ class LocalSGD(Strategy):
         self.state_synced = bool(d.get("state_synced", True))
 
     def traffic(self, rank, world, param_bytes, itemsize=4):
-        """2 (n-1)/n B every `period` steps, nothing in between: it varies (None), except H = 1."""
+        """2 (n-1)/n B every `period` steps, nothing in between: it varies (None), except H = 1
+        (B: the parameters plus one arrival slot per worker, `arrivals`)."""
         if self.cfg.period == 1 and not self.cfg.average_optimizer:
-            b = 2 * (world - 1) / world * param_bytes
+            b = 2 * (world - 1) / world * (param_bytes + world * itemsize)
             return b, b
         return None
 
     def _average(self, optimizer_too: bool, params_too: bool = True) -> None:
-        comm = self.ctx.comm
-        comm.barrier()  # waiting for the slowest worker is waiting, not communication
+        # the first average carries each worker's arrival: waiting for the slowest is waiting, not communication
+        comm, arrivals = self.ctx.comm, self.arrivals
         if params_too:
-            average(comm, self.params())
-            self.local = 0
+            average(comm, self.params(), arrivals)
+            self.local, arrivals = 0, None
         if optimizer_too:
-            average(comm, optimizer_buffers(self.optimizer))
+            average(comm, optimizer_buffers(self.optimizer), arrivals)
             self.state_synced = True
 
     def detach(self):
