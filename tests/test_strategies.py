@@ -162,6 +162,21 @@ def test_local_sgd(lab_cluster, tmp_path, shard, knobs):
     assert_replicas_agree(c, run.id)  # detach averaged the optimizer state too
 
 
+def test_local_averaging_counts_the_wait_for_a_straggler_as_waiting(lab_cluster, tmp_path):
+    """local's averaging stamps each worker's arrival in the all-reduce itself (lab.strategies.arrivals):
+    the fast worker's time blocked until the straggler arrives is wait_s, not comm_s."""
+    c = lab_cluster["c"]
+    cfg = RunConfig(steps=40, runs_dir=str(tmp_path), slowdown=[1, 6]).replace(strategy="local", period=2)
+    run = c.train(cfg).wait(timeout=180)
+    per = {rank: [r for r in run.records if r["rank"] == rank and r["averaged"]] for rank in (0, 1)}
+    assert len(per[0]) == len(per[1]) == 20
+    fast_wait, fast_comm = sum(r["wait_s"] for r in per[0]), sum(r["comm_s"] for r in per[0])
+    assert fast_wait > 3 * sum(r["wait_s"] for r in per[1]), per   # the fast worker is the one that waits
+    assert fast_wait > fast_comm, (fast_wait, fast_comm)            # and its waiting is not communication
+    assert all(r["bytes_sent"] > 4 * N_PARAMS for r in per[0])      # the parameters and the arrival slots
+    assert_replicas_agree(c, run.id)
+
+
 # -- switching mid-run ------------------------------------------------------------------------------
 def test_switch_sync_async_sync_mid_run(lab_cluster, tmp_path):
     c = lab_cluster["c"]
