@@ -36,19 +36,28 @@ def provenance(command: str) -> dict:
             "command": command}
 
 
-class LoadSampler:
-    """The machine's 1-minute load average sampled every `every` seconds while a bench runs: a
-    timing measured on a busy machine says so (`load_during`: min, mean, max)."""
+class Sampler:
+    """One reading of the machine (`read`, the subclass's) taken every `every` seconds on a thread
+    while a block runs (`with`); a None reading ends the sampling (nothing there to read)."""
 
-    def __init__(self, every: float = 10.0):
+    def __init__(self, every: float, name: str):
         import threading
-        self.every, self.samples = every, [os.getloadavg()[0]]
+        self.every, self.samples = every, []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lab-bench-load", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def read(self):
+        raise NotImplementedError
+
+    def take(self) -> bool:
+        x = self.read()
+        if x is not None:
+            self.samples.append(x)
+        return x is not None
 
     def _run(self):
-        while not self._stop.wait(self.every):
-            self.samples.append(os.getloadavg()[0])
+        while not self._stop.wait(self.every) and self.take():
+            pass
 
     def __enter__(self):
         self._thread.start()
@@ -56,14 +65,33 @@ class LoadSampler:
 
     def __exit__(self, *exc):
         self._stop.set()
-        self.samples.append(os.getloadavg()[0])
+        self._thread.join()
+
+    @property
+    def mean(self):
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
+class LoadSampler(Sampler):
+    """The machine's 1-minute load average sampled every `every` seconds while a bench runs, and at
+    its start and end: a timing measured on a busy machine says so (`load_during`: min, mean, max)."""
+
+    def __init__(self, every: float = 10.0):
+        super().__init__(every, "lab-bench-load")
+        self.take()
+
+    def read(self):
+        return os.getloadavg()[0]
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        self.take()
 
     def summary(self) -> dict:
-        return {"min": min(self.samples), "mean": sum(self.samples) / len(self.samples), "max": max(self.samples),
-                "samples": len(self.samples)}
+        return {"min": min(self.samples), "mean": self.mean, "max": max(self.samples), "samples": len(self.samples)}
 
 
-class Runnable:
+class Runnable(Sampler):
     """How many threads the machine had ready to run (on a core or waiting for one), sampled every
     `every` seconds from /proc/stat's `procs_running` less the sampler itself, while a run is timed:
     beside the core count it says whether the cores were oversubscribed, that is whether a thread
@@ -71,10 +99,7 @@ class Runnable:
     kernel does not say (not Linux)."""
 
     def __init__(self, every: float = 0.005):
-        import threading
-        self.every, self.samples = every, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lab-bench-runnable", daemon=True)
+        super().__init__(every, "lab-bench-runnable")
 
     @staticmethod
     def now():
@@ -88,24 +113,8 @@ class Runnable:
             return None
         return None
 
-    def _run(self):
-        while not self._stop.wait(self.every):
-            n = self.now()
-            if n is None:
-                return
-            self.samples.append(n)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def mean(self):
-        return sum(self.samples) / len(self.samples) if self.samples else None
+    def read(self):
+        return self.now()
 
 
 def save(result: dict, folder) -> Path:
