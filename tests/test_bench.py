@@ -68,6 +68,28 @@ def test_runnable_counts_a_busy_process_and_not_the_sampler():
     assert len(load.samples) > 20 and load.mean >= 0.9, load.samples[:20]
 
 
+def test_scaling_probe_computes_before_each_collective_and_times_only_the_collective(tmp_path):
+    """`bench scaling`'s "after compute" column: `probe(work_s=...)` spends that much CPU before each
+    collective, and what it returns is the collective's time, not the compute's."""
+    code = f"""
+import time, torch.distributed as dist
+dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+from lab.bench.scaling import probe
+c0 = time.thread_time()
+plain = probe(4096, 3, gather=True)
+c1 = time.thread_time()
+after = probe(4096, 3, gather=True, work_s=0.1)
+c2 = time.thread_time()
+print(plain, after, c1 - c0, c2 - c1)
+dist.destroy_process_group()
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    plain, after, cpu_plain, cpu_after = map(float, out.stdout.split()[-4:])
+    assert cpu_after >= 3 * 0.1 > cpu_plain, (cpu_plain, cpu_after)
+    assert after < 0.05 and plain < 0.05, (plain, after)   # the collective alone, without the compute
+
+
 def test_bench_exits_1_on_a_missed_target_and_saves_its_json(fake_bench, tmp_path, capsys):
     fake_bench("_t_miss", Target("payload ratio", 40.0, ">=", 50), Target("timing", 0.9, ">=", 0.95, noisy=True))
     assert cli.main(["bench", "_t_miss", "--out", str(tmp_path)]) == 1

@@ -5,7 +5,10 @@ on loopback: throughput (samples/s over all workers, timed steps), wire bytes pe
 (the run's ledger, framing included; `RunData.wire`), the busiest node's bytes per step (the
 parameter server's), communication seconds per step measured (`comm_s`, the busiest rank: mean and median) and wall
 time to 95% test accuracy on digits, and the machine's threads ready to run while the row trained
-(`results.Runnable`: above the core count, a thread woken by a message waits for a core). One worker is a group of one of the 2-worker cluster
+(`results.Runnable`: above the core count, a thread woken by a message waits for a core). For rows
+of one collective, that collective alone on the same cluster, and again right after each worker
+computed for the row's compute time per step (`probe`'s `work_s`): training's cost without training.
+One worker is a group of one of the 2-worker cluster
 (`cluster.split`), so every worker count has one CPU thread per worker.
 
 Beside each, the cost model's prediction (`lab.costmodel`: ring all-reduce for sync, a star for ps
@@ -49,17 +52,23 @@ VARIANTS = [
 QUICK = ("sync", "ps")
 
 
-def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False) -> float:
+def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False, work_s: float = 0.0) -> float:
     """Engine side: seconds of a plain all-reduce (`gather`: all-gather) of `nbytes` on the
     cluster's process group: the median of `reps`, or after `rest_s` of quiet each, the fastest (a
-    rested link is the best case, which a loaded machine's scheduling delays only hide)."""
+    rested link is the best case, which a loaded machine's scheduling delays only hide). `work_s`:
+    before each, this worker computes for that much of its own CPU time (a step's forward and
+    backward, as in training) and everyone meets at a barrier, so nobody computes while it is timed."""
     import torch
     import torch.distributed as dist
     t = torch.zeros(max(1, nbytes // 4))
     out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    a = torch.ones(64, 64)
     dist.barrier()
     times = []
     for _ in range(reps):
+        until = time.thread_time() + work_s
+        while time.thread_time() < until:
+            a @ a
         dist.barrier()
         time.sleep(rest_s)
         t0 = time.perf_counter()
@@ -159,9 +168,11 @@ def sweep(network: str, counts, variants, steps: int, runs_dir: str, start_kw: d
             for label, knobs in variants:
                 cfg = cfg0.replace(**knobs, name=f"{label} x{n} {network}")
                 run, runnable = _run(cluster, cfg, until)
-                algo, nbytes, *_ = model_inputs(run, model_bytes)
+                algo, nbytes, _, _, _, busiest = model_inputs(run, model_bytes)
+                compute = statistics.fmean(r["compute_s"] for r in busiest)
                 rows.append({"network": network, "variant": label, "workers": n} | measure(run, ab, model_bytes)
-                            | {"runnable threads": runnable, "isolated collective s": isolated(cluster, algo, nbytes, reps)})
+                            | {"runnable threads": runnable, "isolated collective s": isolated(cluster, algo, nbytes, reps),
+                               "after compute collective s": isolated(cluster, algo, nbytes, reps, work_s=compute)})
             if n == 2 and 1 in counts:   # one worker: a group of one of this cluster (same threads per worker)
                 alone = cluster.split([1, 1])[0]
                 run, runnable = _run(alone, cfg0.replace(name=f"one worker {network}"), until)
@@ -172,13 +183,14 @@ def sweep(network: str, counts, variants, steps: int, runs_dir: str, start_kw: d
     return rows, ab, probe_s, model_bytes
 
 
-def isolated(cluster, algo: str, nbytes: float, reps: int):
+def isolated(cluster, algo: str, nbytes: float, reps: int, work_s: float = 0.0):
     """The row's collective alone on the same cluster, nobody training (median seconds, the slowest
     rank's): what it costs with the cores free, beside what it cost inside training (None: a row
-    whose algorithm is no single collective: ps, async, local)."""
+    whose algorithm is no single collective: ps, async, local). `work_s`: each worker first computes
+    for that long (the row's compute per step), then all meet, so nobody computes during it."""
     if algo not in ("ring", "allgather") or len(cluster.engine_ids) < 2:
         return None
-    outs = [cluster.client[e].apply_async(probe, int(nbytes), reps, 0.0, algo == "allgather")
+    outs = [cluster.client[e].apply_async(probe, int(nbytes), reps, 0.0, algo == "allgather", work_s)
             for e in cluster.engine_ids]
     return max(o.get(timeout=300) for o in outs)
 
@@ -225,13 +237,14 @@ def _host_note(rows) -> str:
     out = []
     for net in dict.fromkeys(r["network"] for r in rows):
         for v in dict.fromkeys(r["variant"] for r in rows if r["network"] == net):
-            pts = sorted((r["workers"], r["isolated collective s"], r["comm s/step median"], r["comm s/step model"])
+            pts = sorted((r["workers"], r["isolated collective s"], r["after compute collective s"],
+                          r["comm s/step median"], r["comm s/step model"])
                          for r in rows if r["network"] == net and r["variant"] == v
                          and r.get("isolated collective s") is not None)
             if pts:
                 ms = lambda i: " / ".join(f"{p[i] * 1e3:.1f}" for p in pts)  # noqa: E731
                 out.append(f"{net} {v} x{'/'.join(str(p[0]) for p in pts)}: alone {ms(1)}, "
-                           f"in training (median) {ms(2)}, model {ms(3)}")
+                           f"right after a step's compute {ms(2)}, in training (median) {ms(3)}, model {ms(4)}")
     return "; ".join(out)
 
 
@@ -310,8 +323,10 @@ def scaling(quick: bool = False) -> dict:
                      f"{os.cpu_count()} cores: above that, a thread woken by a message waits for a core): {runnable}.")
     host = _host_note(rows)
     if host:
-        notes.append("The same collective alone, nobody training, against inside training and the model "
-                     f"(ms by worker count): {host}. Alone it already grows with processes per core; "
-                     "training beside it (other processes computing) adds the scheduling stalls.")
+        notes.append("The same collective alone, nobody training; right after each worker computed for a step's "
+                     "compute time (then all meet, so nobody computes while it runs); inside training; and the "
+                     f"model (ms by worker count): {host}. Alone it already grows with processes per core; "
+                     "the compute before it slows it though nobody computes during it (what the compute "
+                     "leaves behind in the scheduler, not the network's doing).")
     return {"table": rows, "ratios": ratios, "targets": targets, "rounds": {"constants": constants},
             "note": " ".join(notes)}
