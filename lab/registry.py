@@ -37,6 +37,13 @@ class Registry(Generic[T]):
             return fn
         return deco
 
+    def named(self, name: str):
+        """`register` for a class that answers to its name: also sets `cls.name` (strategies, compressors)."""
+        def deco(cls):
+            cls.name = name
+            return self.register(name)(cls)
+        return deco
+
     def unregister(self, name: str) -> None:
         """Forget `name` (tests that register a made-up entry clean up with this)."""
         self._table.pop(name, None)

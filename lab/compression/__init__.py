@@ -14,12 +14,7 @@ from ..registry import Registry
 COMPRESSORS = Registry("compressor")
 
 
-def compressor(name: str):
-    """Register a Compressor class under `name`."""
-    def deco(cls):
-        cls.name = name
-        return COMPRESSORS.register(name)(cls)
-    return deco
+compressor = COMPRESSORS.named   # @compressor("name") registers a Compressor class and sets its `name`
 
 
 @dataclass

@@ -15,12 +15,7 @@ from ..registry import Registry
 STRATEGIES = Registry("strategy")
 
 
-def strategy(name: str):
-    """Register a Strategy class under `name`."""
-    def deco(cls):
-        cls.name = name
-        return STRATEGIES.register(name)(cls)
-    return deco
+strategy = STRATEGIES.named   # @strategy("name") registers a Strategy class and sets its `name`
 
 
 @dataclass
