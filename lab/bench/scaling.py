@@ -57,25 +57,28 @@ def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False, wor
     cluster's process group: the median of `reps`, or after `rest_s` of quiet each, the fastest (a
     rested link is the best case, which a loaded machine's scheduling delays only hide). `work_s`:
     before each, this worker computes for that much of its own CPU time (a step's forward and
-    backward, as in training) and everyone meets at a barrier, so nobody computes while it is timed."""
+    backward, as in training) and everyone meets at a barrier, so nobody computes while it is timed.
+    On a split cluster (`Cluster.split`), the engine's group: call it on that group's engines."""
     import torch
     import torch.distributed as dist
+    from lab.worker import STATE
+    pg = (STATE.get("group") or {}).get("pg")   # this engine's group when split (None: the whole cluster)
     t = torch.zeros(max(1, nbytes // 4))
-    out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size(pg))]
     a = torch.ones(64, 64)
-    dist.barrier()
+    dist.barrier(group=pg)
     times = []
     for _ in range(reps):
         until = time.thread_time() + work_s
         while time.thread_time() < until:
             a @ a
-        dist.barrier()
+        dist.barrier(group=pg)
         time.sleep(rest_s)
         t0 = time.perf_counter()
         if gather:
-            dist.all_gather(out, t)
+            dist.all_gather(out, t, group=pg)
         else:
-            dist.all_reduce(t)
+            dist.all_reduce(t, group=pg)
         times.append(time.perf_counter() - t0)
     return min(times) if rest_s else statistics.median(times)
 
