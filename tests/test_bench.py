@@ -90,6 +90,17 @@ dist.destroy_process_group()
     assert after < 0.05 and plain < 0.05, (plain, after)   # the collective alone, without the compute
 
 
+def test_host_probe_script_gathers_every_block_by_each_algorithm():
+    """scripts/host-probe.py (issue 15's leads): ring, all-to-all and recursive doubling each put
+    every rank's block in its place (it prints WRONG RESULT otherwise), after sleep and after compute."""
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "host-probe.py")
+    out = subprocess.run([sys.executable, script, "--workers", "2", "--reps", "3", "--work-ms", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if "median" in line]
+    assert len(rows) == 6 and not any("WRONG" in line for line in rows), out.stdout
+
+
 def test_bench_exits_1_on_a_missed_target_and_saves_its_json(fake_bench, tmp_path, capsys):
     fake_bench("_t_miss", Target("payload ratio", 40.0, ">=", 50), Target("timing", 0.9, ">=", 0.95, noisy=True))
     assert cli.main(["bench", "_t_miss", "--out", str(tmp_path)]) == 1
