@@ -9,6 +9,7 @@ Target: lab / DDP throughput >= 0.95, the median of the per-round ratios (each r
 against the DDP run right after it), min and max beside it. A timing target: judged in full runs
 (5 rounds), reported only under `--quick` (3 short rounds on a shared machine cannot hold 5%).
 
+A full run measures batch 32, 128 and 256 per worker (`FULL_BATCHES`), a quick one the config's 32.
 Options (`python -m lab bench sync-vs-ddp --device ... --batch 32,128,256 --optimizer sgd`):
 devices "cpu" (2 workers), "cuda" (2 workers, a GPU each: NCCL), "cuda-shared" (4 workers on one
 GPU: gloo, plus the single process at the same global batch, the limit), or "all". By default the
@@ -113,10 +114,13 @@ def _devices(device) -> list:
     return names
 
 
-def _batches(batch, default: int) -> list:
+FULL_BATCHES = (32, 128, 256)   # per worker: the target's sizes (a full run's default; quick: the config's)
+
+
+def _batches(batch, default) -> list:
     from lab.errors import check
     if batch is None:
-        return [default]
+        return list(default)
     parts = [p.strip() for p in str(batch).split(",") if p.strip()]
     check(parts and all(p.isdigit() and int(p) >= 1 for p in parts), "--batch",
           "a batch size per worker >= 1, or several separated by commas (e.g. 32,128,256)", batch)
@@ -149,7 +153,7 @@ def sync_vs_ddp(quick: bool = False, device=None, batch=None, optimizer=None) ->
     if optimizer is not None:
         check_choice(optimizer, OPTIMIZERS.names(), "--optimizer")
         base.optim.name = optimizer
-    names, sizes = _devices(device), _batches(batch, base.data.batch_size)
+    names, sizes = _devices(device), _batches(batch, (base.data.batch_size,) if quick else FULL_BATCHES)
     rows, ratios, targets, rounds = [], {}, [], {}
     for name in names:
         workers, start_as, label = DEVICES[name]
