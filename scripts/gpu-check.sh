@@ -4,7 +4,7 @@
 # the CPU's; NCCL with 2+ GPUs), then the GPU rows of the sync-vs-ddp bench. Without CUDA it says
 # so in one line and exits 0 (nothing measured, nothing claimed).
 #   scripts/gpu-check.sh            # tests, then the bench's GPU rows (quick: 3 short rounds)
-#   FULL=1 scripts/gpu-check.sh     # the bench in full, every device (5 rounds; saves bench-results/sync-vs-ddp.json)
+#   FULL=1 scripts/gpu-check.sh     # the bench in full, every device (11 rounds; saves bench-results/sync-vs-ddp.json)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PY:-.venv/bin/python}"
