@@ -246,3 +246,26 @@ def _lab_threads():
             return []
         _t.sleep(0.1)
     return alive
+
+
+def test_buckets_gather_and_scatter_gradients_through_their_flat_buffers():
+    """`Buckets`: gradients into consecutive slices of few flat buffers (cut at bucket_mb, spare slots
+    after the first bucket), and back; a parameter without a gradient counts as zeros."""
+    import torch
+    from lab.strategies.buckets import Buckets
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(*s)) for s in ((300, 200), (7,), (64, 3, 3), (5,))]
+    for p in params[:3]:
+        p.grad = torch.randn_like(p)
+    b = Buckets(params, bucket_mb=0.2, extra=2)               # the first (240 kB > 0.2 MB) alone
+    assert [len(g) for g in b.groups] == [1, 3] and b.flats[0].numel() == 60000 + 2 and b.extra.numel() == 2
+    flats = b.gather_grads()
+    want = torch.cat([p.grad.reshape(-1) for p in params[:3]] + [torch.zeros(5)])
+    assert torch.equal(torch.cat([flats[0][:-2], flats[1]]), want)
+    for f in b.flats:
+        f.mul_(-2)
+    b.scatter_grads()
+    assert all(torch.equal(p.grad.reshape(-1), -2 * w) for p, w in zip(params, want.split([60000, 7, 576, 5])))
+    b.flats[1].zero_()
+    b.gather_grads(only=1)                                     # the first bucket only
+    assert not b.flats[1].any() and torch.equal(b.flats[0][:-2], params[0].grad.reshape(-1))

@@ -71,13 +71,32 @@ class Buckets:
                                   device=g[0].device) for i, g in enumerate(self.groups)]
         self.extra = self.flats[0][self.flats[0].numel() - extra:]
         self.names = [f"bucket{i}" for i in range(len(self.groups))]
+        # each parameter's slice of its bucket, shaped like it: made once, so a step's copies are
+        # one fused call per bucket each way (a Python loop per parameter cost ~0.1 ms a step)
+        self.views = [_views(g, flat) for g, flat in zip(self.groups, self.flats)]
 
     def gather_grads(self, only: int = None) -> List[torch.Tensor]:
         """Copy the gradients into the flat buckets (the first `only` buckets when given)."""
-        for g, flat in list(zip(self.groups, self.flats))[:only]:
-            flat_grads(g, out=flat[:numel(g)])
+        with torch.no_grad():
+            for i in range(len(self.groups) if only is None else min(only, len(self.groups))):
+                torch._foreach_copy_(self.views[i], _grads(self.groups[i]))
         return self.flats
 
     def scatter_grads(self) -> None:
-        for g, flat in zip(self.groups, self.flats):
-            set_grads(g, flat)
+        with torch.no_grad():
+            for g, views in zip(self.groups, self.views):
+                torch._foreach_copy_(_grads(g), views)
+
+
+def _views(params: List[torch.Tensor], flat: torch.Tensor) -> List[torch.Tensor]:
+    """Each parameter's slice of `flat` (in order), shaped like the parameter."""
+    chunks = flat[:numel(params)].split([p.numel() for p in params])
+    return [c.view_as(p) for c, p in zip(chunks, params)]
+
+
+def _grads(params: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Each parameter's gradient, a zero one made where it has none yet."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    return [p.grad for p in params]
