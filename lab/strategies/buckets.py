@@ -75,11 +75,16 @@ class Buckets:
         # one fused call per bucket each way (a Python loop per parameter cost ~0.1 ms a step)
         self.views = [_views(g, flat) for g, flat in zip(self.groups, self.flats)]
 
+    def gather(self, i: int) -> torch.Tensor:
+        """Copy bucket `i`'s gradients into its flat buffer (zeros for a parameter without one); returns it."""
+        with torch.no_grad():
+            torch._foreach_copy_(self.views[i], _grads(self.groups[i]))
+        return self.flats[i]
+
     def gather_grads(self, only: int = None) -> List[torch.Tensor]:
         """Copy the gradients into the flat buckets (the first `only` buckets when given)."""
-        with torch.no_grad():
-            for i in range(len(self.groups) if only is None else min(only, len(self.groups))):
-                torch._foreach_copy_(self.views[i], _grads(self.groups[i]))
+        for i in range(len(self.groups) if only is None else min(only, len(self.groups))):
+            self.gather(i)
         return self.flats
 
     def scatter_grads(self) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from .buckets import Buckets, flat_grads, numel
+from .buckets import Buckets
 
 
 class Overlap:
@@ -60,8 +60,7 @@ class Overlap:
             self._start(self.order[self.next], early=True)
 
     def _start(self, i: int, early: bool) -> None:
-        group, flat = self.buckets.groups[i], self.buckets.flats[i]
-        flat_grads(group, out=flat[:numel(group)])
+        flat = self.buckets.gather(i)
         comm = self.ctx.comm
         comm.note_payload(flat.numel() * flat.element_size(), flat.numel() * 4)
         work = comm.all_reduce_start(flat)
