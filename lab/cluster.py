@@ -143,11 +143,15 @@ class Cluster:
         net, kw = None, {}
         if hosts:   # one namespace per host; engine i runs in host i % hosts, the controller on the bridge
             from traitlets.config import Config
-            from .hosts import Hosts, NetnsEngineSetLauncher
+            from .hosts import Hosts
+            from .launchers import NetnsEngineSetLauncher
             net = Hosts.create(hosts, link_mbps)
             host, kw["config"] = net.bridge_addr, Config()
             kw["config"].NetnsEngineSetLauncher.namespaces = [h.ns for h in net]
             kw["engine_launcher_class"] = NetnsEngineSetLauncher
+        else:   # every engine in this process's session: one scheduling group (lab.launchers)
+            from .launchers import OneSessionEngineSetLauncher
+            kw["engine_launcher_class"] = OneSessionEngineSetLauncher
         ipp_cluster = None
         try:
             ipp_cluster = ipp.Cluster(

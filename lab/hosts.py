@@ -376,29 +376,6 @@ def link_bytes(h: "Host") -> dict:
         return {"sent": int(f_rx.read()), "recv": int(f_tx.read())}   # the bridge side sees it mirrored
 
 
-try:   # the launcher: absent when this file runs as the reaper script (standard library only)
-    from ipyparallel.cluster.launcher import LocalEngineLauncher, LocalEngineSetLauncher
-    from traitlets import List as _TList, Unicode as _TUnicode
-except ImportError:   # pragma: no cover
-    LocalEngineLauncher = LocalEngineSetLauncher = None
-
-if LocalEngineSetLauncher is not None:
-    class NetnsEngineLauncher(LocalEngineLauncher):
-        """ipyparallel's local engine launcher, its command run inside a host: `ip netns exec NS ...`
-        (which execs the engine, so the launcher's pid is the engine's)."""
-
-        def find_args(self):
-            nss = list(getattr(self.parent, "namespaces", None) or [])
-            pre = ["ip", "netns", "exec", nss[int(self.identifier) % len(nss)]] if nss else []
-            return pre + super().find_args()
-
-    class NetnsEngineSetLauncher(LocalEngineSetLauncher):
-        """Engine i runs in host `namespaces[i % len(namespaces)]`; use as ipyparallel's
-        `engine_launcher_class` with `c.NetnsEngineSetLauncher.namespaces = [...]`."""
-        launcher_class = NetnsEngineLauncher
-        namespaces = _TList(_TUnicode(), config=True, help="the hosts' network namespaces, engine i in [i % n]")
-
-
 def _reap(gid: str, owner: int, state: str, every: float = 0.3) -> None:
     """The reaper: remove group `gid` once `owner` dies, or its lease goes stale, or the hosts are gone."""
     watch: dict = {}

@@ -1,18 +1,20 @@
 """A small all-gather on n workers sharing this machine's cores: after sleep or after compute, by three
-algorithms, optionally with every engine in one scheduling group. Leads for `bench scaling`'s top-k
+algorithms, with the engines in one scheduling group or one each. Leads for `bench scaling`'s top-k
 rows (issue 15), which the bench itself does not judge:
 
     .venv/bin/python scripts/host-probe.py --workers 8                 # loopback
     .venv/bin/python scripts/host-probe.py --workers 8 --hosts         # hosts on 100 Mbit/s links (root)
+    .venv/bin/python scripts/host-probe.py --workers 8 --own-sessions  # a session per engine (ipyparallel's way)
     .venv/bin/python scripts/host-probe.py --workers 8 --one-group     # engines in one cpu cgroup (root, cgroup v1)
 
 Each repetition: every worker sleeps (`sleep`) or computes (`compute`) for --work-ms of its own
 time, all meet at a barrier (nobody computes after it), then one all-gather of --bytes is timed:
 `ring` (torch's, gloo's ring), `a2a` (the same bytes by all_to_all_single: one round of direct
 sends) and `rd` (recursive doubling by hand with batch_isend_irecv: log2 n rounds; n a power of 2).
-Prints the slowest rank's median, mean and 90th percentile in ms. Each engine is its own session,
-so Linux's autogroup schedules each as one group; --one-group puts them all in one cpu cgroup
-(removed at the end), where threads are scheduled one by one.
+Prints the slowest rank's median, mean and 90th percentile in ms. The lab starts every engine in
+the starting process's session (`lab.launchers`), so Linux's autogroup schedules them as one
+group; --own-sessions starts each in a session of its own (one group each, as ipyparallel does);
+--one-group puts them all in one cpu cgroup (removed at the end).
 """
 from __future__ import annotations
 
@@ -86,6 +88,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--hosts", action="store_true", help="one host per worker on 100 Mbit/s shaped links (root)")
     ap.add_argument("--one-group", action="store_true", help="every engine in one cpu cgroup (root, cgroup v1)")
+    ap.add_argument("--own-sessions", action="store_true",
+                    help="a session (Linux scheduling group) per engine, as ipyparallel starts them; "
+                         "default: the lab's, all in one (lab.launchers)")
     ap.add_argument("--bytes", type=int, default=6000)
     ap.add_argument("--work-ms", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=40)
@@ -98,6 +103,8 @@ def main(argv=None) -> int:
         print(f"error: --one-group needs cgroup v1's cpu controller at {CGROUP_ROOT}", file=sys.stderr)
         return 2
     from lab import Cluster
+    from lab.launchers import OneSessionEngineLauncher
+    OneSessionEngineLauncher.one_session = not a.own_sessions
     kw = {"hosts": a.workers, "link_mbps": 100.0} if a.hosts else {}
     group = CGROUP_ROOT / f"lab-host-probe-{os.getpid()}"
     with Cluster.start(workers=a.workers, cluster_id=f"host-probe-{os.getpid()}", reuse=False, device="cpu",
@@ -108,7 +115,7 @@ def main(argv=None) -> int:
                 for p in c.pids:
                     (group / "cgroup.procs").write_text(str(p))
             print(f"{a.workers} workers on {os.cpu_count()} cores, {'hosts' if a.hosts else 'loopback'}"
-                  f"{', one cgroup' if a.one_group else ''}: all-gather of {a.bytes} B, {a.reps} reps "
+                  f"{', one cgroup' if a.one_group else ''}{', a session per engine' if a.own_sessions else ''}: all-gather of {a.bytes} B, {a.reps} reps "
                   f"after {a.work_ms:g} ms of sleep or compute (slowest rank, ms)")
             for mode in ("sleep", "compute"):
                 for algo in algos:

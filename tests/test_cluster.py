@@ -51,6 +51,15 @@ def test_everything_listens_on_loopback_only(cluster2):
     assert {c.laddr.ip for c in listening} == {"127.0.0.1"}, listening
 
 
+def test_engines_share_the_starting_session_in_process_groups_of_their_own(cluster2):
+    """One session (one autogroup: Linux schedules it as one group, lab.launchers), yet a terminal's
+    Ctrl-C (sent to our process group) does not reach the engines."""
+    assert len(cluster2.pids) == 2
+    for pid in cluster2.pids:
+        assert os.getsid(pid) == os.getsid(0), "an engine started a session of its own"
+        assert os.getpgid(pid) != os.getpgid(0), "an engine is in the starter's process group"
+
+
 def test_stop_leaves_no_process(cluster_factory):
     c = cluster_factory(2, cluster_id="t-stop")
     pids = _family_pids(c)
