@@ -54,6 +54,9 @@ class OneSessionEngineLauncher(_ipp.LocalEngineLauncher):
 class OneSessionEngineSetLauncher(_ipp.LocalEngineSetLauncher):
     """n local engines in one session (use as ipyparallel's `engine_launcher_class`)."""
     launcher_class = OneSessionEngineLauncher
+    # what the cluster file records, for `Cluster.from_file` (reconnecting after a kernel restart):
+    # ipyparallel would write "module:Class", which only its entry points resolve; a dotted path imports
+    entrypoint_name = f"{__name__}.OneSessionEngineSetLauncher"
 
 
 class NetnsEngineLauncher(OneSessionEngineLauncher):
@@ -69,4 +72,5 @@ class NetnsEngineSetLauncher(OneSessionEngineSetLauncher):
     """Engine i runs in host `namespaces[i % len(namespaces)]`; use as ipyparallel's
     `engine_launcher_class` with `c.NetnsEngineSetLauncher.namespaces = [...]`."""
     launcher_class = NetnsEngineLauncher
+    entrypoint_name = f"{__name__}.NetnsEngineSetLauncher"
     namespaces = _TList(_TUnicode(), config=True, help="the hosts' network namespaces, engine i in [i % n]")
