@@ -18,6 +18,8 @@ from typing import Optional
 
 import torch
 
+from . import slices
+
 STATE: dict = {}      # rank, world, device, store, backend ... for the cluster's life
 RUNS: dict = {}       # run id -> RunState
 KEEP_CHECKPOINTS = 3  # checkpoint pieces a worker keeps until fetched
@@ -115,6 +117,9 @@ def make_groups(timeout_s: float, data_group=None, ranks=None):
     register_control(data_group, control)
     if data_group is None:
         STATE["control"] = control
+    # every thread of this engine (the new groups' gloo threads among them) and, by inheritance,
+    # every later one asks for a short scheduler slice: a message's wake-up preempts (lab.slices)
+    slices.set_slice(slices.SLICE_US)
     return control
 
 

@@ -5,6 +5,7 @@ rows (issue 15), which the bench itself does not judge:
     .venv/bin/python scripts/host-probe.py --workers 8                 # loopback
     .venv/bin/python scripts/host-probe.py --workers 8 --hosts         # hosts on 100 Mbit/s links (root)
     .venv/bin/python scripts/host-probe.py --workers 8 --own-sessions  # a session per engine (ipyparallel's way)
+    .venv/bin/python scripts/host-probe.py --workers 8 --slice-us 0    # the kernel's default scheduler slice
     .venv/bin/python scripts/host-probe.py --workers 8 --one-group     # engines in one cpu cgroup (root, cgroup v1)
 
 Each repetition: every worker sleeps (`sleep`) or computes (`compute`) for --work-ms of its own
@@ -14,7 +15,8 @@ sends) and `rd` (recursive doubling by hand with batch_isend_irecv: log2 n round
 Prints the slowest rank's median, mean and 90th percentile in ms. The lab starts every engine in
 the starting process's session (`lab.launchers`), so Linux's autogroup schedules them as one
 group; --own-sessions starts each in a session of its own (one group each, as ipyparallel does);
---one-group puts them all in one cpu cgroup (removed at the end).
+--one-group puts them all in one cpu cgroup (removed at the end). Every engine thread runs with
+the lab's short scheduler slice (`lab.slices`); --slice-us 0 gives them the kernel's default.
 """
 from __future__ import annotations
 
@@ -91,6 +93,9 @@ def main(argv=None) -> int:
     ap.add_argument("--own-sessions", action="store_true",
                     help="a session (Linux scheduling group) per engine, as ipyparallel starts them; "
                          "default: the lab's, all in one (lab.launchers)")
+    ap.add_argument("--slice-us", type=float, default=None,
+                    help="every engine thread's scheduler slice in us (0: the kernel's default); "
+                         "default: the lab's (lab.slices.SLICE_US)")
     ap.add_argument("--bytes", type=int, default=6000)
     ap.add_argument("--work-ms", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=40)
@@ -114,6 +119,10 @@ def main(argv=None) -> int:
                 group.mkdir()
                 for p in c.pids:
                     (group / "cgroup.procs").write_text(str(p))
+            if a.slice_us is not None:
+                from lab.slices import set_slice
+                took = sum(c.apply(set_slice, a.slice_us))
+                print(f"scheduler slice {a.slice_us:g} us (0: the kernel's default) taken by {took} engine threads")
             print(f"{a.workers} workers on {os.cpu_count()} cores, {'hosts' if a.hosts else 'loopback'}"
                   f"{', one cgroup' if a.one_group else ''}{', a session per engine' if a.own_sessions else ''}: all-gather of {a.bytes} B, {a.reps} reps "
                   f"after {a.work_ms:g} ms of sleep or compute (slowest rank, ms)")

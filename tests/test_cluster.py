@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
@@ -58,6 +59,39 @@ def test_engines_share_the_starting_session_in_process_groups_of_their_own(clust
     for pid in cluster2.pids:
         assert os.getsid(pid) == os.getsid(0), "an engine started a session of its own"
         assert os.getpgid(pid) != os.getpgid(0), "an engine is in the starter's process group"
+
+
+def test_every_engine_thread_asks_for_a_short_slice_and_later_threads_inherit_it(cluster2, runs_dir):
+    """lab.slices: a message's wake-up preempts compute. Every thread of an engine, gloo's too, and
+    the threads a run starts afterwards."""
+    from lab import slices
+    if slices.get_slice_us(threading.get_native_id()) is None:
+        pytest.skip("no sched_getattr on this system (the lab asks for nothing there)")
+    before = {}
+    for pid in cluster2.pids:
+        before[pid] = set(slices.threads(pid))
+        got = {tid: slices.get_slice_us(tid) for tid in before[pid]}
+        assert set(got.values()) == {slices.SLICE_US}, got
+    run = cluster2.train(RunConfig(steps=100_000, runs_dir=runs_dir, name="slices"))
+    try:
+        new, deadline = {}, time.time() + 60
+        while time.time() < deadline and not all(new.get(p) for p in cluster2.pids):
+            run.poll()
+            new = {p: {t: slices.get_slice_us(t) for t in set(slices.threads(p)) - before[p]} for p in cluster2.pids}
+            time.sleep(0.2)
+        assert all(new.values()), "the run started no thread on some engine"
+        for pid, got in new.items():   # (a thread that ended meanwhile reads None)
+            assert set(got.values()) - {None} == {slices.SLICE_US}, (pid, got)
+    finally:
+        run.stop()
+        run.wait(timeout=120)
+
+
+def test_a_slice_out_of_range_is_one_line_naming_the_knob():
+    from lab import slices
+    from lab.errors import ConfigError
+    with pytest.raises(ConfigError, match="slice_us.*100 to 100000"):
+        slices.set_slice(50)
 
 
 def test_stop_leaves_no_process(cluster_factory):
