@@ -328,8 +328,8 @@ def scaling(quick: bool = False) -> dict:
     if host:
         notes.append("The same collective alone, nobody training; right after each worker computed for a step's "
                      "compute time (then all meet, so nobody computes while it runs); inside training; and the "
-                     f"model (ms by worker count): {host}. Alone it already grows with processes per core; "
-                     "the compute before it slows it though nobody computes during it (what the compute "
-                     "leaves behind in the scheduler, not the network's doing).")
+                     f"model (ms by worker count): {host}. Alone it already grows with processes per core "
+                     "(each message wakes threads that must get a core); what the compute before it and the "
+                     "training around it add is the host's doing too, not the network's.")
     return {"table": rows, "ratios": ratios, "targets": targets, "rounds": {"constants": constants},
             "note": " ".join(notes)}
