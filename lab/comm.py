@@ -10,7 +10,8 @@ issued) and records that separately as `sim_link_s` (simulated, never mixed with
 
 Byte formulas (n workers, a payload of B bytes per worker), the standard costs of each algorithm:
     ring all-reduce        sent = recv = 2 (n-1)/n * B        in 2 (n-1) messages
-    ring all-gather        sent = (n-1)/n * n*B = (n-1) B, recv = (n-1) B  (equal payloads)
+    all-gather             sent = (n-1)/n * n*B = (n-1) B, recv = (n-1) B  (equal payloads; on gloo a
+                           direct exchange, one round: `direct_all_gather`; a ring sends the same)
     broadcast (from root)  root sends (n-1) B, others receive B
     scatter (from root)    root sends (n-1) b of its n chunks of b bytes, others receive b  (n-1 messages)
     gather (to root)       others send b, root receives (n-1) b                            (1 message each)
@@ -82,6 +83,23 @@ class Ledger:
 
 
 FRAMING = {"gloo": (290, 147)}  # backend -> (bytes per message, bytes per barrier round)
+
+
+def direct_all_gather(src: torch.Tensor, n: int, group=None) -> torch.Tensor:
+    """Every worker's `src`, stacked by rank ((n, *src.shape)), by a direct exchange: each worker
+    sends its block to each other worker at once (`all_to_all_single`), one round, where gloo's
+    all-gather is a ring of n-1 rounds, each waiting for the one before. The same bytes and
+    messages per worker, (n-1) B and n-1 each way; what it saves is the rounds, and with them the
+    wake-ups a round costs each worker's threads: the compressed payloads gathered here are a few
+    kB, where those dominate (as MPI gathers small messages in log n rounds, not a ring). On 2
+    cores, 8 workers, a 6 kB block right after a step's compute: 11.5 ms by gloo's ring, 4.2 ms so
+    (`scripts/host-probe.py --workers 8`, ring against a2a)."""
+    flat = src.contiguous()
+    if flat.dtype == torch.bool:   # (gloo's all-to-all has no bool: the same bytes as uint8)
+        return direct_all_gather(flat.view(torch.uint8), n, group).view(torch.bool)
+    out = torch.empty((n,) + tuple(flat.shape), dtype=flat.dtype, device=flat.device)
+    dist.all_to_all_single(out, flat.unsqueeze(0).expand((n,) + tuple(flat.shape)).contiguous(), group=group)
+    return out
 
 
 TCP_MSS, FRAME_HEADERS = 1448, 66  # TCP payload per segment; Ethernet + IP + TCP (timestamps) per frame
@@ -261,16 +279,19 @@ class Comm:
         return Pending(self, work, sim, started=time.perf_counter())
 
     def all_gather(self, t: torch.Tensor) -> List[torch.Tensor]:
-        """All-gather equal-shaped tensors; returns one tensor per rank (ring cost)."""
+        """All-gather equal-shaped tensors; returns one tensor per rank ((n-1) B each way, n-1
+        messages). On gloo a direct exchange (`direct_all_gather`), elsewhere torch's all-gather."""
         n = self.world
         self._check("all_gather", t)
         t0 = self.clock.now()
         src = self._host(t.contiguous())
-        out = [torch.empty_like(src) for _ in range(n)]
-        if n > 1:
+        if n > 1 and self.backend == "gloo":
+            out = list(direct_all_gather(src, n, self.group).unbind(0))
+        elif n > 1:
+            out = [torch.empty_like(src) for _ in range(n)]
             dist.all_gather(out, src, group=self.group)
         else:
-            out[0].copy_(src)
+            out = [src.clone()]
         if src.device != t.device:
             out = [o.to(t.device) for o in out]
         b = (n - 1) * nbytes(t)

@@ -1,4 +1,4 @@
-"""lab.comm's scatter, gather and ring reduce-scatter (chapter 03b): right results, ledger = formula.
+"""lab.comm's scatter, gather, ring reduce-scatter (chapter 03b) and direct all-gather: right results, ledger = formula.
 
 Three local processes in one gloo group (lab.procs): three, not two, so the ring's direction and
 chunk order matter and an uneven split (7 elements in 3 chunks) is exercised. The formulas are
@@ -54,6 +54,34 @@ def bad_scatter_job(rank, world):
     except ConfigError as e:
         return str(e)
     return None
+
+
+DTYPES = (torch.float32, torch.float16, torch.int64, torch.int32, torch.uint8, torch.bool)
+
+
+def all_gather_job(rank, world):
+    """Comm.all_gather (a direct exchange on gloo) against torch's ring all-gather, every payload dtype."""
+    import torch.distributed as dist
+    from lab.comm import Comm
+    comm = Comm(rank, world)
+    out = {}
+    for dt in DTYPES:
+        t = (torch.arange(6).reshape(2, 3) * (rank + 1) % 5 > 1) if dt == torch.bool else \
+            (torch.arange(6).reshape(2, 3) + 10 * rank).to(dt)
+        ref = [torch.empty_like(t) for _ in range(world)]
+        dist.all_gather(ref, t)
+        comm.ledger.reset()
+        got = comm.all_gather(t)
+        out[str(dt)] = (all(torch.equal(g, r) and g.dtype == dt for g, r in zip(got, ref)), _ledger(comm),
+                        t.numel() * t.element_size())
+    return out
+
+
+def test_all_gather_matches_torchs_for_every_dtype_and_charges_the_formula(group):
+    for rank_out in group.run(all_gather_job):
+        for dt, (same, ledger, b) in rank_out.items():
+            assert same, dt
+            assert ledger == {"bytes_sent": (WORLD - 1) * b, "bytes_recv": (WORLD - 1) * b, "messages": WORLD - 1}, dt
 
 
 def test_scatter_and_gather_move_the_right_chunks_and_charge_the_formula(group):

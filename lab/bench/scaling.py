@@ -53,7 +53,7 @@ QUICK = ("sync", "ps")
 
 
 def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False, work_s: float = 0.0) -> float:
-    """Engine side: seconds of a plain all-reduce (`gather`: all-gather) of `nbytes` on the
+    """Engine side: seconds of a plain all-reduce (`gather`: all-gather, as `lab.comm` makes it) of `nbytes` on the
     cluster's process group: the median of `reps`, or after `rest_s` of quiet each, the fastest (a
     rested link is the best case, which a loaded machine's scheduling delays only hide). `work_s`:
     before each, this worker computes for that much of its own CPU time (a step's forward and
@@ -61,6 +61,7 @@ def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False, wor
     On a split cluster (`Cluster.split`), the engine's group: call it on that group's engines."""
     import torch
     import torch.distributed as dist
+    from lab.comm import direct_all_gather
     from lab.worker import STATE
     pg = (STATE.get("group") or {}).get("pg")   # this engine's group when split (None: the whole cluster)
     t = torch.zeros(max(1, nbytes // 4))
@@ -75,8 +76,8 @@ def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False, wor
         dist.barrier(group=pg)
         time.sleep(rest_s)
         t0 = time.perf_counter()
-        if gather:
-            dist.all_gather(out, t, group=pg)
+        if gather:   # as lab.comm gathers on gloo (the compressed payloads' path)
+            direct_all_gather(t, len(out), pg)
         else:
             dist.all_reduce(t, group=pg)
         times.append(time.perf_counter() - t0)
