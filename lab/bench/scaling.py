@@ -52,12 +52,14 @@ VARIANTS = [
 QUICK = ("sync", "ps")
 
 
-def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False, work_s: float = 0.0) -> float:
+def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False, work_s: float = 0.0,
+          ring: bool = False) -> float:
     """Engine side: seconds of a plain all-reduce (`gather`: all-gather, as `lab.comm` makes it) of `nbytes` on the
     cluster's process group: the median of `reps`, or after `rest_s` of quiet each, the fastest (a
     rested link is the best case, which a loaded machine's scheduling delays only hide). `work_s`:
     before each, this worker computes for that much of its own CPU time (a step's forward and
     backward, as in training) and everyone meets at a barrier, so nobody computes while it is timed.
+    `ring`: gather by gloo's own ring all-gather instead (chapter 13 sets the two side by side).
     On a split cluster (`Cluster.split`), the engine's group: call it on that group's engines."""
     import torch
     import torch.distributed as dist
@@ -76,7 +78,9 @@ def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False, wor
         dist.barrier(group=pg)
         time.sleep(rest_s)
         t0 = time.perf_counter()
-        if gather:   # as lab.comm gathers on gloo (the compressed payloads' path)
+        if gather and ring:
+            dist.all_gather(out, t, group=pg)
+        elif gather:   # as lab.comm gathers on gloo (the compressed payloads' path)
             direct_all_gather(t, len(out), pg)
         else:
             dist.all_reduce(t, group=pg)
@@ -192,9 +196,9 @@ def isolated(cluster, algo: str, nbytes: float, reps: int, work_s: float = 0.0):
     rank's): what it costs with the cores free, beside what it cost inside training (None: a row
     whose algorithm is no single collective: ps, async, local). `work_s`: each worker first computes
     for that long (the row's compute per step), then all meet, so nobody computes during it."""
-    if algo not in ("ring", "allgather") or len(cluster.engine_ids) < 2:
+    if algo not in ("ring", "allgather", "allgather-ring") or len(cluster.engine_ids) < 2:
         return None
-    outs = [cluster.client[e].apply_async(probe, int(nbytes), reps, 0.0, algo == "allgather", work_s)
+    outs = [cluster.client[e].apply_async(probe, int(nbytes), reps, 0.0, algo != "ring", work_s, algo == "allgather-ring")
             for e in cluster.engine_ids]
     return max(o.get(timeout=300) for o in outs)
 
