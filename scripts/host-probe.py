@@ -10,8 +10,8 @@ rows (issue 15), which the bench itself does not judge:
 
 Each repetition: every worker sleeps (`sleep`) or computes (`compute`) for --work-ms of its own
 time, all meet at a barrier (nobody computes after it), then one all-gather of --bytes is timed:
-`ring` (torch's, gloo's ring), `a2a` (the same bytes by all_to_all_single: one round of direct
-sends) and `rd` (recursive doubling by hand with batch_isend_irecv: log2 n rounds; n a power of 2).
+`ring` (torch's, gloo's ring), `a2a` (`lab.comm.direct_all_gather`, all_to_all_single: one round of
+direct sends) and `rd` (recursive doubling by hand with batch_isend_irecv: log2 n rounds; n a power of 2).
 Prints the slowest rank's median, mean and 90th percentile in ms. The lab starts every engine in
 the starting process's session (`lab.launchers`), so Linux's autogroup schedules them as one
 group; --own-sessions starts each in a session of its own (one group each, as ipyparallel does);
@@ -57,10 +57,9 @@ def probe(mode: str, algo: str, reps: int, nbytes: int, work_ms: float):
             d *= 2
         return buf
 
-    def a2a():
-        o = torch.empty(world * t.numel())
-        dist.all_to_all_single(o, t.repeat(world))
-        return o.view(world, -1)
+    def a2a():   # the lab's own (lab.comm: how compressed payloads are gathered on gloo)
+        from lab.comm import direct_all_gather
+        return direct_all_gather(t, world)
 
     times, ok = [], True
     for _ in range(reps):
