@@ -50,9 +50,10 @@ def test_recorded_compression_ratio_is_the_format_limit(short_runs):
         slots = 2 if run.cfg.strategy.compression.name == "none" else 0
         assert all(r["raw_bytes"] == 4 * (72_842 + slots) for r in run.records)
     assert limit(short_runs["topk"].cfg) == pytest.approx(50.03, abs=0.01)
-    # the ledger: topk's payloads are all-gathered, (n-1) x payload each way with 2 workers
+    # the ledger: topk's payloads are all-gathered with each worker's 8-byte arrival stamp,
+    # (n-1) x (payload + 8) each way with 2 workers
     topk = short_runs["topk+ef"].records
-    assert all(r["bytes_sent"] == r["payload_bytes"] == r["bytes_recv"] for r in topk)
+    assert all(r["bytes_sent"] == r["payload_bytes"] + 8 == r["bytes_recv"] for r in topk)
 
 
 def test_compressor_switch_mid_run_lands_on_one_step_and_keeps_converging(cluster2, runs_dir):

@@ -177,6 +177,26 @@ def test_local_averaging_counts_the_wait_for_a_straggler_as_waiting(lab_cluster,
     assert_replicas_agree(c, run.id)
 
 
+
+def test_compressed_sync_counts_the_wait_for_a_straggler_as_waiting_without_a_barrier(lab_cluster, tmp_path):
+    """sync with top-k: each worker's arrival rides as an 8-byte stamp in the one all-gather
+    (lab.compression.exchange), so the fast worker's time blocked until the straggler arrives is
+    wait_s, not comm_s, and no barrier adds a round: a step's bytes are the payload and the stamp,
+    its framing the gather's one message's."""
+    from lab.comm import FRAMING
+    c = lab_cluster["c"]
+    cfg = RunConfig(steps=30, runs_dir=str(tmp_path), slowdown=[1, 6]).replace(
+        compressor="topk", ratio=0.01, error_feedback=True)
+    run = c.train(cfg).wait(timeout=180)
+    per = {rank: [r for r in run.records if r["rank"] == rank and r["step"] > 0] for rank in (0, 1)}
+    fast_wait, fast_comm = sum(r["wait_s"] for r in per[0]), sum(r["comm_s"] for r in per[0])
+    assert fast_wait > 3 * sum(r["wait_s"] for r in per[1]), per   # the fast worker is the one that waits
+    assert fast_wait > fast_comm, (fast_wait, fast_comm)            # and its waiting is not communication
+    for r in per[0] + per[1]:
+        assert r["bytes_sent"] == r["payload_bytes"] + 8, r           # the payload and the arrival stamp
+        assert r["messages"] == 1 and r["framing_bytes"] == FRAMING["gloo"][0], r   # one gather, no barrier
+    assert_replicas_agree(c, run.id)
+
 # -- switching mid-run ------------------------------------------------------------------------------
 def test_switch_sync_async_sync_mid_run(lab_cluster, tmp_path):
     c = lab_cluster["c"]

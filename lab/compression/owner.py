@@ -47,10 +47,10 @@ class Compression:
         """Average `tensor` over the workers, compressed (see `lab.compression.exchange.exchange`)."""
         return exchange(tensor, name, self.compressor, self.memory, comm)
 
-    def exchange_many(self, items, comm, barrier: bool = False) -> list:
+    def exchange_many(self, items, comm, arrivals=None) -> list:
         """`exchange` of several (tensor, name) pairs in as few collectives as their payloads allow
         (see `lab.compression.exchange.exchange_many`)."""
-        return exchange_many(items, self.compressor, self.memory, comm, barrier)
+        return exchange_many(items, self.compressor, self.memory, comm, arrivals)
 
     def wire(self, like: torch.Tensor, strategy: str) -> Optional[WireCodec]:
         """A codec for gradients sent point to point to a server, or None when uncompressed."""

@@ -1,13 +1,15 @@
 """Who came last to a collective, told by the collective itself: waiting split from communication
 without a barrier.
 
-Each worker writes the moment it arrived into its own slot of `n` spare slots that travel with a
-summed collective's payload (an all-reduce: no extra message), so afterwards every worker holds
-every arrival. The time a worker then spent blocked until the last one arrived is waiting
-(`wait_s`), the rest of the collective communication (`comm_s`). A barrier before the collective
-would say the same at the price of one more round trip, and would count the spread of its own
-exits as communication. Used by `sync`'s gradient buckets (`gradients.py`) and by the parameter
-averaging of `local` and `diloco` (`averaging.average`).
+Each worker's arrival travels with the collective's payload (no extra message): in `n` spare slots
+of a summed all-reduce (`stamp`: its own slot, zeros elsewhere; the sum holds every arrival), or
+as a stamp in a gathered payload (`now`: every worker gets every stamp). Afterwards every worker
+knows who came last: the time it spent blocked until then is waiting (`wait_s`), the rest of the
+collective communication (`comm_s`). A barrier before the collective would say the same at the
+price of one more round trip every step, and would count the spread of its own exits as
+communication. Used by `sync`'s gradient buckets and compressed gathers (`gradients.py`,
+`lab.compression.exchange`) and by the parameter averaging of `local` and `diloco`
+(`averaging.average`).
 """
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ import torch.distributed as dist
 
 
 class Arrivals:
-    """Arrival stamps on one clock origin shared by the workers (float32 slots hold seconds since
-    it to ~10 us for hours; the same host's workers share the clock exactly)."""
+    """Arrival stamps on one clock origin shared by the workers (the same host's workers share the
+    clock exactly). The origin moves to each collective's last arrival, the same number on every
+    worker, so stamps stay as small as the time between two collectives and a float32 slot holds
+    them to a microsecond however long the run (counted from the start, 2^-24 of an hour is 0.2 ms)."""
 
     def __init__(self, ctx):
         # a collective on the control plane (a CPU clock: an NCCL data group refuses CPU tensors):
@@ -29,18 +33,26 @@ class Arrivals:
         ctx.comm.control.all_reduce(origin, op=dist.ReduceOp.MIN)
         self.origin = origin.item()
 
+    def now(self) -> float:
+        """This worker's arrival: seconds since the shared origin."""
+        return time.time() - self.origin
+
     def stamp(self, slots: torch.Tensor) -> None:
-        """Before the collective: this worker's arrival in its own slot, zeros elsewhere."""
-        slots.zero_()[self.ctx.rank] = time.time() - self.origin
+        """Before a summed collective: this worker's arrival in its own slot, zeros elsewhere."""
+        slots.zero_()[self.ctx.rank] = self.now()
 
     def split(self, slots: torch.Tensor, collective_s: float, scale: float = 1.0) -> float:
-        """After it (`slots` summed over the workers, times `scale` to undo an average): move the
-        time this worker waited for the last arrival, at most the collective's, from comm_s to
-        wait_s. Returns the seconds moved."""
-        arrivals = slots.double().cpu() * scale
-        waited = float(arrivals.max() - arrivals[self.ctx.rank])
-        waited = min(max(waited, 0.0), collective_s)
+        """After it (`slots` summed over the workers, times `scale` to undo an average): `settle`."""
+        return self.settle(slots.double().cpu() * scale, collective_s)
+
+    def settle(self, arrivals: torch.Tensor, collective_s: float) -> float:
+        """Given every worker's arrival (by rank, the same on every worker), move the time this
+        worker waited for the last one, at most the collective's, from comm_s to wait_s, and count
+        the next stamps from that last arrival. Returns the seconds moved."""
+        last = float(arrivals.max())
+        waited = min(max(last - float(arrivals[self.ctx.rank]), 0.0), collective_s)
         lg = self.ctx.comm.ledger
         lg.comm_s -= waited
         lg.wait_s += waited
+        self.origin += last
         return waited

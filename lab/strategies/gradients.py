@@ -5,8 +5,9 @@ and the first bucket carries one spare slot per worker holding the moment that w
 at the all-reduce (`arrivals.Arrivals`, as `local`'s and `diloco`'s averaging do): afterwards
 every worker knows who came last, so the time it spent blocked waiting for the slowest is split
 from communication without an extra barrier (a barrier per step is one more round trip every
-step). Compressed exchanges make
-several collectives of different shapes, so there a barrier separates waiting first.
+step). Compressed exchanges split it the same way: a gathered payload carries its worker's
+arrival stamp (`lab.compression.exchange`); compressors that sum or run several rounds wait at
+a barrier first.
 With a compressor (chapter 07) they go through `lab.compression.exchange`, per layer
 (`scope="layer"`: each parameter's gradient compressed under its own name, so top-k and PowerSGD
 see the layer's shape, and a bucket's payloads travel together: `exchange_many`) or as one flat
@@ -34,7 +35,7 @@ class GradientAverager:
         if self.per_layer:  # parameter indices, cut into buckets as the flat path cuts them
             index = {id(p): i for i, p in enumerate(self.params)}
             self.layer_buckets = [[index[id(p)] for p in g] for g in bucket_groups(self.params, cfg.bucket_mb)]
-        self.arrivals = Arrivals(ctx) if self.timed else None  # (a collective: every worker attaches here)
+        self.arrivals = Arrivals(ctx) if ctx.world > 1 else None  # (a collective: every worker attaches here)
         # DDP's overlap: buckets 1.. start their all-reduce from gradient hooks while backward goes on
         # (lab.strategies.overlap); only plain gradients (no compressor, no residual to add first)
         plain = identity and not getattr(self.compression.memory, "residuals", None)
@@ -46,8 +47,8 @@ class GradientAverager:
         if self.per_layer:  # each layer compressed on its own, a bucket's payloads sent together
             for j, group in enumerate(self.layer_buckets):
                 items = [(self.params[i].grad.detach().clone(), f"p{i}") for i in group]
-                # (the first waits for the slowest worker once compressed: waiting, not communication)
-                for i, avg in zip(group, compression.exchange_many(items, comm, barrier=j == 0)):
+                # (the first splits waiting for the slowest worker from communication)
+                for i, avg in zip(group, compression.exchange_many(items, comm, self.arrivals if j == 0 else None)):
                     self.params[i].grad.copy_(avg)
             return
         if self.overlap is not None:  # buckets 1.. may be on the wire already: only bucket 0 is gathered here
@@ -60,8 +61,9 @@ class GradientAverager:
             self.arrivals.stamp(self.buckets.extra)
             busy = comm.ledger.comm_s
         for j, (name, flat) in enumerate(zip(self.buckets.names, flats)):
-            # untimed (compressed): the first waits for the slowest worker once compressed
-            flat.copy_(compression.exchange_many([(flat, name)], comm, barrier=not self.timed and j == 0)[0])
+            # compressed: the first splits waiting from communication itself (no slots in its buckets)
+            arrivals = self.arrivals if not self.timed and j == 0 else None
+            flat.copy_(compression.exchange_many([(flat, name)], comm, arrivals)[0])
         if self.overlap is not None:
             self.overlap.finish()  # (still inside the timed window: what it blocks is communication or waiting)
         if self.timed:  # the slots were averaged with the gradients: times world undoes it
