@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -67,6 +68,30 @@ def test_runnable_counts_a_busy_process_and_not_the_sampler():
         busy.wait()
     assert len(load.samples) > 20 and load.mean >= 0.9, load.samples[:20]
 
+
+
+def test_core_waits_divide_the_named_threads_wait_by_their_runs(tmp_path):
+    """`bench scaling`'s 'comm thread core wait': from each thread's schedstat (run, waited, runs)
+    at the start and end of a block, the named threads' wait per run; others and the unnamed ignored."""
+    def write(tid, name, waited, runs):
+        task = tmp_path / "7" / "task" / str(tid)
+        task.mkdir(parents=True, exist_ok=True)
+        (task / "comm").write_text(name + "\n")
+        (task / "schedstat").write_text(f"123 {waited} {runs}\n")
+    write(1, "python", 0, 0)
+    write(2, "gloo_tcp_loop", 1_000_000, 10)
+    waits = results_mod.CoreWaits([7, 8], proc=str(tmp_path))   # (pid 8: gone, skipped)
+    with waits:
+        write(1, "python", 9_000_000_000, 5)               # not a communication thread
+        write(2, "gloo_tcp_loop", 5_000_000, 30)           # +4 ms over +20 runs
+        write(3, "pt_gloo_runloop", 2_000_000, 20)         # born during the block: +2 ms over 20 runs
+    assert waits.per_wake_s() == pytest.approx(6e-3 / 40)
+    assert waits.per_wake_s(("python",)) == pytest.approx(9.0 / 5)
+    assert waits.per_wake_s(("nothing",)) is None
+    if os.path.exists(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/schedstat"):   # the real file parses
+        with results_mod.CoreWaits([os.getpid()]) as live:
+            time.sleep(0.01)
+        assert live.per_wake_s((live.end[(os.getpid(), str(threading.get_native_id()))][0],)) is not None
 
 def test_scaling_probe_computes_before_each_collective_and_times_only_the_collective(tmp_path):
     """`bench scaling`'s "after compute" column: `probe(work_s=...)` spends that much CPU before each

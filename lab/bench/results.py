@@ -117,6 +117,58 @@ class Runnable(Sampler):
         return self.now()
 
 
+
+COMM_THREADS = ("gloo", "pt_gloo")   # names of gloo's threads: its socket loop and its work runner
+
+
+class CoreWaits:
+    """How long threads of processes `pids` waited for a core each time they were woken: the kernel's
+    per-thread scheduler statistics (`/proc/PID/task/TID/schedstat`: time run, time waited on a run
+    queue, times run) read when a block starts and when it ends (`with`). `per_wake_s(prefixes)`:
+    the wait per run of the threads whose names start with one of `prefixes` (by default gloo's,
+    `COMM_THREADS`: each run of those is a message's wake-up), None where the kernel does not say.
+    Beside the cost model's alpha, fitted with the cores free, it says what a hop of a collective
+    waited under the row's load (`bench scaling`)."""
+
+    def __init__(self, pids, proc: str = "/proc"):
+        self.pids, self.proc = list(pids), Path(proc)
+        self.start, self.end = {}, {}
+
+    def read(self) -> dict:
+        """{(pid, tid): (name, ns waited, runs)} for every thread of `pids` now."""
+        out = {}
+        for pid in self.pids:
+            try:
+                tids = os.listdir(self.proc / str(pid) / "task")
+            except OSError:
+                continue
+            for tid in tids:
+                task = self.proc / str(pid) / "task" / tid
+                try:
+                    name = (task / "comm").read_text().strip()
+                    _, waited, runs = (int(x) for x in (task / "schedstat").read_text().split()[:3])
+                except (OSError, ValueError):
+                    continue
+                out[(pid, tid)] = (name, waited, runs)
+        return out
+
+    def __enter__(self):
+        self.start = self.read()
+        return self
+
+    def __exit__(self, *exc):
+        self.end = self.read()
+
+    def per_wake_s(self, prefixes=COMM_THREADS):
+        """Seconds waited for a core per run, over the block, of the threads named `prefixes*`
+        (a thread born during the block counts from zero; one gone before its end is not counted)."""
+        waited = runs = 0
+        for key, (name, w1, r1) in self.end.items():
+            if name.startswith(tuple(prefixes)):
+                _, w0, r0 = self.start.get(key, (name, 0, 0))
+                waited, runs = waited + w1 - w0, runs + r1 - r0
+        return waited / runs / 1e9 if runs > 0 else None
+
 def save(result: dict, folder) -> Path:
     """Write `result` as `folder/NAME.json`; returns the path."""
     folder = Path(folder)

@@ -4,8 +4,9 @@ For 1, 2, 4 and 8 workers under sync, ps, async, local and sync with top-k 1% + 
 on loopback: throughput (samples/s over all workers, timed steps), wire bytes per worker per step
 (the run's ledger, framing included; `RunData.wire`), the busiest node's bytes per step (the
 parameter server's), communication seconds per step measured (`comm_s`, the busiest rank: mean and median) and wall
-time to 95% test accuracy on digits, and the machine's threads ready to run while the row trained
-(`results.Runnable`: above the core count, a thread woken by a message waits for a core). For rows
+time to 95% test accuracy on digits, the machine's threads ready to run while the row trained
+(`results.Runnable`: above the core count, a thread woken by a message waits for a core) and how
+long gloo's threads did wait for a core per wake-up (`results.CoreWaits`, the kernel's count). For rows
 of one collective, that collective alone on the same cluster, and again right after each worker
 computed for the row's compute time per step (`probe`'s `work_s`): training's cost without training.
 One worker is a group of one of the 2-worker cluster
@@ -175,15 +176,16 @@ def sweep(network: str, counts, variants, steps: int, runs_dir: str, start_kw: d
                 ab, probe_s = fit(cluster, model_bytes, reps)
             for label, knobs in variants:
                 cfg = cfg0.replace(**knobs, name=f"{label} x{n} {network}")
-                run, runnable = _run(cluster, cfg, until)
+                run, runnable, waits = _run(cluster, cfg, until)
                 algo, nbytes, _, _, _, busiest = model_inputs(run, model_bytes)
                 compute = statistics.fmean(r["compute_s"] for r in busiest)
                 rows.append({"network": network, "variant": label, "workers": n} | measure(run, ab, model_bytes)
-                            | {"runnable threads": runnable, "isolated collective s": isolated(cluster, algo, nbytes, reps),
+                            | {"runnable threads": runnable, "comm thread core wait s": waits.per_wake_s(),
+                               "isolated collective s": isolated(cluster, algo, nbytes, reps),
                                "after compute collective s": isolated(cluster, algo, nbytes, reps, work_s=compute)})
             if n == 2 and 1 in counts:   # one worker: a group of one of this cluster (same threads per worker)
                 alone = cluster.split([1, 1])[0]
-                run, runnable = _run(alone, cfg0.replace(name=f"one worker {network}"), until)
+                run, runnable, _ = _run(alone, cfg0.replace(name=f"one worker {network}"), until)
                 rows.append({"network": network, "variant": "one worker", "workers": 1} | measure(run, ab, model_bytes)
                             | {"runnable threads": runnable})
                 cluster.merge()
@@ -205,9 +207,10 @@ def isolated(cluster, algo: str, nbytes: float, reps: int, work_s: float = 0.0):
 
 def _run(cluster, cfg, until):
     """Train; with `until`, stop once rank 0's test accuracy reached it (time to accuracy, not to the end).
-    Returns the run and the machine's mean runnable threads while it trained (`results.Runnable`)."""
-    from .results import Runnable
-    with Runnable() as load:
+    Returns the run, the machine's mean runnable threads while it trained (`results.Runnable`) and
+    how long the engines' threads waited for a core when woken meanwhile (`results.CoreWaits`)."""
+    from .results import CoreWaits, Runnable
+    with Runnable() as load, CoreWaits(cluster.pids) as waits:
         run = cluster.train(cfg)
         while not run.done:
             run.poll()
@@ -216,7 +219,7 @@ def _run(cluster, cfg, until):
                 break
             time.sleep(0.2)
         run = run.wait(timeout=600)
-    return run, load.mean
+    return run, load.mean, waits
 
 
 def _numel(shape) -> int:
@@ -246,13 +249,15 @@ def _host_note(rows) -> str:
     for net in dict.fromkeys(r["network"] for r in rows):
         for v in dict.fromkeys(r["variant"] for r in rows if r["network"] == net):
             pts = sorted((r["workers"], r["isolated collective s"], r["after compute collective s"],
-                          r["comm s/step median"], r["comm s/step model"])
+                          r["comm s/step median"], r["comm s/step model"], r.get("comm thread core wait s"))
                          for r in rows if r["network"] == net and r["variant"] == v
                          and r.get("isolated collective s") is not None)
             if pts:
                 ms = lambda i: " / ".join(f"{p[i] * 1e3:.1f}" for p in pts)  # noqa: E731
+                waits = "" if any(p[5] is None for p in pts) else \
+                    f" (gloo's threads waited {' / '.join(f'{p[5] * 1e6:.0f}' for p in pts)} us for a core per wake-up)"
                 out.append(f"{net} {v} x{'/'.join(str(p[0]) for p in pts)}: alone {ms(1)}, "
-                           f"right after a step's compute {ms(2)}, in training (median) {ms(3)}, model {ms(4)}")
+                           f"right after a step's compute {ms(2)}, in training (median) {ms(3)}{waits}, model {ms(4)}")
     return "; ".join(out)
 
 
