@@ -90,16 +90,19 @@ def probe(nbytes: int, reps: int, rest_s: float = 0.0, gather: bool = False, wor
 
 
 LARGE = 8      # the large probe: 8 models' bytes, so a burst of ~100 kB is a few % of it
+SMALL_REPS = 10  # the latency probe repeats 10x as often as the others (cheap: 4 bytes)
 REST_S = 0.05  # long enough for a shaped link's token bucket to refill (lab.hosts: ~10 ms of traffic)
 
 
 def fit(cluster, model_bytes: int, reps: int):
     """The one measurement: a 2-worker all-reduce (ring: 2 messages) of 4 bytes and of 8 B bytes (far
-    past a shaped link's burst), and of B bytes after a rest (what the burst saves)."""
+    past a shaped link's burst), and of B bytes after a rest (what the burst saves). The 4-byte one,
+    the latency's (the noisiest constant, and a fraction of a ms), repeats `SMALL_REPS` times as often."""
     from lab.costmodel import AlphaBeta
     t = {}
-    for key, nb, rest in (("small", 4, 0.0), ("large", LARGE * model_bytes, 0.0), ("rested", model_bytes, REST_S)):
-        outs = [cluster.client[e].apply_async(probe, nb, reps, rest) for e in cluster.engine_ids]
+    for key, nb, rest, n in (("small", 4, 0.0, SMALL_REPS * reps), ("large", LARGE * model_bytes, 0.0, reps),
+                             ("rested", model_bytes, REST_S, reps)):
+        outs = [cluster.client[e].apply_async(probe, nb, n, rest) for e in cluster.engine_ids]
         t[key] = max(o.get(timeout=300) for o in outs)
     ab = AlphaBeta.fit((2, 4, t["small"]), (2, LARGE * model_bytes, t["large"]),
                        rested=(2, model_bytes, t["rested"]))
