@@ -21,7 +21,8 @@ algorithm by name.
 A link shaped by a token bucket (`tc tbf`, `lab.hosts`) lets `burst_B` bytes through at once after
 it idled long enough to refill (burst_B / beta seconds): each phase of a step (the ring: one; the
 server: in, then out) saves up to that many bytes' time, as much as the idle time before it
-refilled (the server's way out rested while its way in was busy). `fit` measures it too when given the large transfer again after a pause.
+refilled (step after step, the server's way out rests while its way in is busy, and its way in
+while its way out is). `fit` measures it too when given the large transfer again after a pause.
 
     >>> ab = AlphaBeta(alpha_s=1e-4, beta_Bps=12.5e6)        # 0.1 ms, 100 Mbit/s
     >>> round(ab.predict("ring", n=4, nbytes=1_000_000), 4)    # 6 * 1e-4 + 1.5e6 / 12.5e6
@@ -94,6 +95,9 @@ def cost(algorithm: str, n: int, nbytes: float, **kw) -> Cost:
     return ALGORITHMS.get(algorithm)(n, nbytes, **kw)
 
 
+SWEEPS = 8   # of the phases' steady state (`AlphaBeta.seconds`)
+
+
 @dataclass(frozen=True)
 class AlphaBeta:
     """Fitted link constants: alpha_s seconds per message, beta_Bps bytes per second, and burst_B
@@ -108,12 +112,16 @@ class AlphaBeta:
             return self.alpha_s * messages + nbytes / self.beta_Bps
         k = max(1, round(phases))             # whole phases; a fraction: one phase every 1/phases steps
         # a phase every 1/phases steps (local SGD) rests through the steps between
-        per, t, rest = nbytes / phases, 0.0, idle_s / min(1.0, phases)
-        for _ in range(k):
-            d = max(0.0, per - min(self.burst_B, rest * self.beta_Bps)) / self.beta_Bps
-            t += d
-            rest = idle_s + d                 # the next phase goes the other way, rested meanwhile
-        return self.alpha_s * messages + t * phases / k
+        per, quiet = nbytes / phases, idle_s / min(1.0, phases)
+        # step after step, each phase's way rests through the quiet time and the step's other phases
+        # (the server's way in while its way out is busy, and the other way round): their durations
+        # depend on each other, so sweep to the steady state (two phases settle in one sweep)
+        d = [per / self.beta_Bps] * k
+        for _ in range(SWEEPS if k > 1 else 1):
+            for i in range(k):
+                rest = quiet + sum(d) - d[i]
+                d[i] = max(0.0, per - min(self.burst_B, rest * self.beta_Bps)) / self.beta_Bps
+        return self.alpha_s * messages + sum(d) * phases / k
 
     def predict(self, algorithm: str, n: int, nbytes: float, idle_s: float = math.inf, **kw) -> float:
         """Seconds of communication per step of `algorithm` with n workers and a B-byte payload

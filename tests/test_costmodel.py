@@ -47,9 +47,15 @@ def test_a_token_bucket_burst_by_hand():
     assert shaped.predict("ring", 2, B, idle_s=0.004) == pytest.approx((B - 50_000) / 12.5e6)
     # ps, 3 clients: two phases of 3B, each 100 kB cheaper
     assert shaped.predict("ps", 4, B, clients=3) == pytest.approx(2 * (3 * B - 100_000) / 12.5e6)
-    # ps with no rest at all: the way in pays in full, the way out rested meanwhile and bursts
-    t_in = 3 * B / 12.5e6
-    assert shaped.predict("ps", 4, B, clients=3, idle_s=0) == pytest.approx(t_in + (3 * B - 100_000) / 12.5e6)
+    # ps with no rest between steps: step after step each way still rests while the other is busy
+    # (3B takes far longer than the 8 ms a 100 kB bucket needs to refill): both burst
+    assert shaped.predict("ps", 4, B, clients=3, idle_s=0) == pytest.approx(2 * (3 * B - 100_000) / 12.5e6)
+    # ... unless the other way is too short to refill it: 1 client, 120 kB each way, no rest: way in
+    # d1 = (120k - d2 beta) / beta and way out the same with d1, so together they pay 120 kB's time
+    assert shaped.predict("ps", 2, 120_000, clients=1, idle_s=0) == pytest.approx(120_000 / 12.5e6)
+    # ... and 2 ms of quiet a step refill 25 kB more for each way: d1 + d2 = (240k - 2 x 25k - (d1 + d2)
+    # beta) / beta, so they pay 95 kB's time
+    assert shaped.predict("ps", 2, 120_000, clients=1, idle_s=0.002) == pytest.approx(95_000 / 12.5e6)
     # local, period 8: one averaging of B every 8 steps, the burst once per averaging
     assert shaped.predict("local", 2, B, period=8) == pytest.approx((B - 100_000) / 12.5e6 / 8)
     # ... and its link rests 8 steps' worth of quiet: 1 ms a step refills 8 x 12.5 kB = 100 kB

@@ -15,7 +15,7 @@ One worker is a group of one of the 2-worker cluster
 Beside each, the cost model's prediction (`lab.costmodel`: ring all-reduce for sync, a star for ps
 and async, ring / H for local, all-gather of the compressed payload for top-k) and its error. The
 model's constants come from ONE measurement per network, on its 2-worker cluster: an all-reduce of
-4 bytes, of 8 B bytes and of B bytes after 50 ms of rest (`probe`: median of repeats; the rested one's fastest), solved for
+4 bytes, of 8 B bytes and (shaped links) of B bytes after 50 ms of rest (`probe`: median of repeats; the rested one's fastest), solved for
 alpha, beta and the burst a shaped link's token bucket lets through after resting (`AlphaBeta.fit`),
 stated in the note and the JSON (`rounds.constants`). Each step's prediction takes the busiest
 rank's measured compute + wait time as the link's rest.
@@ -96,16 +96,18 @@ REST_S = 0.05  # long enough for a shaped link's token bucket to refill (lab.hos
 
 def fit(cluster, model_bytes: int, reps: int):
     """The one measurement: a 2-worker all-reduce (ring: 2 messages) of 4 bytes and of 8 B bytes (far
-    past a shaped link's burst), and of B bytes after a rest (what the burst saves). The 4-byte one,
-    the latency's (the noisiest constant, and a fraction of a ms), repeats `SMALL_REPS` times as often."""
+    past a shaped link's burst), and on shaped links of B bytes after a rest (what the token
+    bucket's burst saves; loopback has none). The 4-byte one, the latency's (the noisiest
+    constant, and a fraction of a ms), repeats `SMALL_REPS` times as often."""
     from lab.costmodel import AlphaBeta
+    shaped = cluster.net is not None and any(cluster.net.rates)   # hosts whose links have a rate
     t = {}
-    for key, nb, rest, n in (("small", 4, 0.0, SMALL_REPS * reps), ("large", LARGE * model_bytes, 0.0, reps),
-                             ("rested", model_bytes, REST_S, reps)):
+    probes = [("small", 4, 0.0, SMALL_REPS * reps), ("large", LARGE * model_bytes, 0.0, reps)]
+    for key, nb, rest, n in probes + ([("rested", model_bytes, REST_S, reps)] if shaped else []):
         outs = [cluster.client[e].apply_async(probe, nb, n, rest) for e in cluster.engine_ids]
         t[key] = max(o.get(timeout=300) for o in outs)
     ab = AlphaBeta.fit((2, 4, t["small"]), (2, LARGE * model_bytes, t["large"]),
-                       rested=(2, model_bytes, t["rested"]))
+                       rested=(2, model_bytes, t["rested"]) if shaped else None)
     return ab, t
 
 
