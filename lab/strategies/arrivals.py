@@ -34,7 +34,9 @@ class Arrivals:
         self.origin = origin.item()
 
     def now(self) -> float:
-        """This worker's arrival: seconds since the shared origin."""
+        """This worker's arrival: seconds since the shared origin, read once its device finished the
+        work queued so far (a CUDA worker's compute is its kernels', as `comm_s` is timed)."""
+        self.ctx.comm.clock.now()
         return time.time() - self.origin
 
     def stamp(self, slots: torch.Tensor) -> None:
