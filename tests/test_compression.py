@@ -93,6 +93,29 @@ def test_stochastic_compressors_are_unbiased(name):
     assert draws.std(0).sum() > 0  # the draws really are random
 
 
+
+def test_packed_all_gather_gives_each_rank_its_own_tensors_of_every_dtype_and_shape():
+    """`exchange._all_gather_packed` sends a worker's payloads as one byte string and cuts each rank's
+    back out, one copy per tensor for all ranks: odd byte counts, a 0-dim tensor, bool and int8
+    beside float64 (a typed view needs aligned storage), and one rank or three."""
+    from lab.compression.exchange import _all_gather_packed
+
+    def payloads(r):   # rank r's: three payloads, one of two tensors
+        return [[torch.arange(3, dtype=torch.int8) + r, torch.tensor(r + 0.5, dtype=torch.float64)],
+                [torch.tensor([r % 2 == 0, True, False])], [torch.full((2, 3), float(r), dtype=torch.float32)]]
+
+    def pack(ps):
+        return torch.cat([t.reshape(-1).view(torch.uint8) for p in ps for t in p])
+
+    for world in (1, 3):
+        fake = type("Fake", (), {"all_gather": lambda self, t: [pack(payloads(r)) for r in range(world)]})()
+        got = _all_gather_packed(payloads(0), fake)
+        assert len(got) == 3 and all(len(per_rank) == world for per_rank in got)
+        for r in range(world):
+            for want, have in zip(payloads(r), (got[i][r] for i in range(3))):
+                assert all(torch.equal(w, h) and w.dtype == h.dtype and w.shape == h.shape for w, h in zip(want, have))
+
+
 def test_topk_keeps_the_k_largest():
     x = torch.randn(100)
     out = roundtrip(build("topk", ratio=0.1), x)

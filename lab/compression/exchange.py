@@ -117,15 +117,14 @@ def _all_gather_packed(payloads: List[List[torch.Tensor]], comm) -> List[List[Li
         ranks = [[g] for g in comm.all_gather(tensors[0])]
     else:
         packed = torch.cat([t.contiguous().reshape(-1).view(torch.uint8) for t in tensors])
-        ranks = []
-        for buf in comm.all_gather(packed):
-            off, mine = 0, []
-            for t in tensors:
-                n = t.numel() * t.element_size()
-                # a fresh copy: a typed view needs its own aligned storage
-                mine.append(buf[off:off + n].clone().view(t.dtype).view(t.shape))
-                off += n
-            ranks.append(mine)
+        stacked = torch.stack(comm.all_gather(packed))   # (ranks, bytes)
+        columns, off = [], 0
+        for t in tensors:   # one copy per tensor for every rank at once (not one per tensor and rank):
+            n = t.numel() * t.element_size()   # a typed view needs its own aligned storage
+            col = stacked.new_empty((len(stacked), n)).copy_(stacked[:, off:off + n])   # (row strides of n)
+            columns.append(col.view(t.dtype).view(len(stacked), *t.shape))
+            off += n
+        ranks = [[c[r] for c in columns] for r in range(len(stacked))]
     out, k = [], 0
     for p in payloads:  # regroup the flat list of tensors into payloads
         out.append([r[k:k + len(p)] for r in ranks])
