@@ -11,7 +11,9 @@ rows (issue 15), which the bench itself does not judge:
 Each repetition: every worker sleeps (`sleep`) or computes (`compute`) for --work-ms of its own
 time, all meet at a barrier (nobody computes after it), then one all-gather of --bytes is timed:
 `ring` (torch's, gloo's ring), `a2a` (`lab.comm.direct_all_gather`, all_to_all_single: one round of
-direct sends) and `rd` (recursive doubling by hand with batch_isend_irecv: log2 n rounds; n a power of 2).
+direct sends), `p2p` (the same round by isend / irecv, which gloo runs on the calling thread rather
+than its work thread; --algos to pick it) and `rd` (recursive doubling by hand with batch_isend_irecv:
+log2 n rounds; n a power of 2).
 Prints the slowest rank's median, mean and 90th percentile in ms. The lab starts every engine in
 the starting process's session (`lab.launchers`), so Linux's autogroup schedules them as one
 group; --own-sessions starts each in a session of its own (one group each, as ipyparallel does);
@@ -28,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")   # cgroup v1's cpu controller
+ALGOS = ("ring", "a2a", "p2p", "rd")
 
 
 def probe(mode: str, algo: str, reps: int, nbytes: int, work_ms: float):
@@ -61,6 +64,15 @@ def probe(mode: str, algo: str, reps: int, nbytes: int, work_ms: float):
         from lab.comm import direct_all_gather
         return direct_all_gather(t, world)
 
+    def p2p():   # the same exchange by point-to-point calls, receives posted first (no work thread)
+        buf = torch.empty(world, t.numel())
+        buf[rank] = t
+        works = [dist.irecv(buf[j], j) for j in range(world) if j != rank]
+        works += [dist.isend(t, j) for j in range(world) if j != rank]
+        for w in works:
+            w.wait()
+        return buf
+
     times, ok = [], True
     for _ in range(reps):
         if mode == "sleep":
@@ -76,6 +88,8 @@ def probe(mode: str, algo: str, reps: int, nbytes: int, work_ms: float):
             res = torch.stack(out)
         elif algo == "a2a":
             res = a2a()
+        elif algo == "p2p":
+            res = p2p()
         else:
             res = rd()
         times.append(time.perf_counter() - t0)
@@ -98,9 +112,11 @@ def main(argv=None) -> int:
     ap.add_argument("--bytes", type=int, default=6000)
     ap.add_argument("--work-ms", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=40)
-    ap.add_argument("--algos", default="ring,a2a,rd")
+    ap.add_argument("--algos", default="ring,a2a,rd", help=f"comma-separated, of {','.join(ALGOS)}")
     a = ap.parse_args(argv)
     algos = a.algos.split(",")
+    if not algos or any(x not in ALGOS for x in algos):
+        ap.error(f"--algos: a comma-separated list of {', '.join(ALGOS)}; got {a.algos!r}")
     if "rd" in algos and a.workers & (a.workers - 1):
         algos.remove("rd")   # recursive doubling as written here needs a power of 2
     if a.one_group and not (CGROUP_ROOT / "tasks").exists():

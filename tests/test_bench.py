@@ -116,14 +116,17 @@ dist.destroy_process_group()
 
 
 def test_host_probe_script_gathers_every_block_by_each_algorithm():
-    """scripts/host-probe.py (issue 15's leads): ring, all-to-all and recursive doubling each put
-    every rank's block in its place (it prints WRONG RESULT otherwise), after sleep and after compute."""
+    """scripts/host-probe.py (issue 15's leads): ring, all-to-all, point-to-point and recursive doubling
+    each put every rank's block in its place (it prints WRONG RESULT otherwise), after sleep and after
+    compute; an unknown algorithm is a one-line error."""
     script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "host-probe.py")
-    out = subprocess.run([sys.executable, script, "--workers", "2", "--reps", "3", "--work-ms", "1"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, script, "--workers", "2", "--reps", "3", "--work-ms", "1",
+                          "--algos", "ring,a2a,p2p,rd"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if "median" in line]
-    assert len(rows) == 6 and not any("WRONG" in line for line in rows), out.stdout
+    assert len(rows) == 8 and not any("WRONG" in line for line in rows), out.stdout
+    bad = subprocess.run([sys.executable, script, "--algos", "ring,tree"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--algos" in bad.stderr.strip().splitlines()[-1], bad.stderr
 
 
 def test_bench_exits_1_on_a_missed_target_and_saves_its_json(fake_bench, tmp_path, capsys):
