@@ -262,7 +262,9 @@ def test_the_panel_slows_a_hosts_link_between_runs_and_live(hcluster, runs_dir):
     event every worker applies at one step, marked like an lr change."""
     import asyncio
     from widgets import StrategyPanel
-    panel = StrategyPanel(hcluster, RunConfig(steps=60, eval_every=60, runs_dir=runs_dir), dashboard=False)
+    # a run long enough not to end before the change (a loaded machine's polling lags the workers'
+    # steps: 60 steps at 1000 Mbit/s once ended first), stopped once the change has landed
+    panel = StrategyPanel(hcluster, RunConfig(steps=5000, eval_every=5000, runs_dir=runs_dir), dashboard=False)
     sliders = panel.links.children[1:]
     assert [s.description for s in sliders] == ["h0", "h1"] and [s.value for s in sliders] == [10.0, 10.0]
     try:
@@ -279,6 +281,9 @@ def test_the_panel_slows_a_hosts_link_between_runs_and_live(hcluster, runs_dir):
                 await asyncio.sleep(0.05)
             sliders[0].value = 500.0                 # what dragging h0's slider does during the run
             rate_during = hcluster.net.rates[0]
+            while not run.done and not any("link_mbps" in ch for r in run.records for ch in r.get("changes", [])):
+                await asyncio.sleep(0.05)            # until a worker's record marks the change
+            run.stop()
             await asyncio.wait_for(run._task, 240)
             return run, rate_during
 
@@ -286,7 +291,7 @@ def test_the_panel_slows_a_hosts_link_between_runs_and_live(hcluster, runs_dir):
     finally:
         hcluster.set_link(0, 10)
         hcluster.set_link(1, 10)
-    assert run.status == "finished", run.meta.get("error")
+    assert run.status == "stopped", run.meta.get("error")
     assert rate_during == 500.0, "the live change did not reach the host's link"
     ev = [e for e in run.meta["events"] if "link_mbps" in e["changes"]]
     assert len(ev) == 1 and ev[0]["changes"]["link_mbps"] == {"h0": 500.0}
