@@ -117,7 +117,6 @@ class Runnable(Sampler):
         return self.now()
 
 
-
 COMM_THREADS = ("gloo", "pt_gloo")   # names of gloo's threads: its socket loop and its work runner
 
 
@@ -168,6 +167,7 @@ class CoreWaits:
                 _, w0, r0 = self.start.get(key, (name, 0, 0))
                 waited, runs = waited + w1 - w0, runs + r1 - r0
         return waited / runs / 1e9 if runs > 0 else None
+
 
 def save(result: dict, folder) -> Path:
     """Write `result` as `folder/NAME.json`; returns the path."""

@@ -80,11 +80,11 @@ def exchange_many(items: Sequence[Tuple[torch.Tensor, str]], compressor, memory,
         out[i] = comp.decompress(payload, ctx) / comm.world
     payloads = [payload for *_, payload, _ in gathered]
     if stamped:   # this worker's arrival, gathered with the payloads
-        payloads.append([torch.tensor([arrivals.now()], dtype=torch.float64, device=payloads[0][0].device)])
+        payloads.append([arrivals.stamp_gathered(payloads[0][0].device)])
         busy = comm.ledger.comm_s
     per_item = _all_gather_packed(payloads, comm)
     if stamped:
-        arrivals.settle(torch.cat([r[0] for r in per_item.pop()]).cpu(), comm.ledger.comm_s - busy)
+        arrivals.split_gathered((r[0] for r in per_item.pop()), comm.ledger.comm_s - busy)
     for (i, comp, _, ctx), per_rank in zip(gathered, per_item):
         aggregate = getattr(comp, "aggregate", None)
         out[i] = aggregate(per_rank, ctx) if aggregate else average(comp, per_rank, ctx)

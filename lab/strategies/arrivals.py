@@ -3,11 +3,11 @@ without a barrier.
 
 Each worker's arrival travels with the collective's payload (no extra message): in `n` spare slots
 of a summed all-reduce (`stamp`: its own slot, zeros elsewhere; the sum holds every arrival), or
-as a stamp in a gathered payload (`now`: every worker gets every stamp). Afterwards every worker
-knows who came last: the time it spent blocked until then is waiting (`wait_s`), the rest of the
-collective communication (`comm_s`). A barrier before the collective would say the same at the
-price of one more round trip every step, and would count the spread of its own exits as
-communication. Used by `sync`'s gradient buckets and compressed gathers (`gradients.py`,
+as a stamp in a gathered payload (`stamp_gathered`: every worker gets every stamp). Afterwards
+every worker knows who came last: the time it spent blocked until then is waiting (`wait_s`),
+the rest of the collective communication (`comm_s`). A barrier before the collective would say
+the same at the price of one more round trip every step, and would count the spread of its own
+exits as communication. Used by `sync`'s gradient buckets and compressed gathers (`gradients.py`,
 `lab.compression.exchange`) and by the parameter averaging of `local` and `diloco`
 (`averaging.average`).
 """
@@ -46,6 +46,15 @@ class Arrivals:
     def split(self, slots: torch.Tensor, collective_s: float, scale: float = 1.0) -> float:
         """After it (`slots` summed over the workers, times `scale` to undo an average): `settle`."""
         return self.settle(slots.double().cpu() * scale, collective_s)
+
+    def stamp_gathered(self, device) -> torch.Tensor:
+        """Before a gathered collective: this worker's arrival as a tensor of its own (float64, 8
+        bytes) to travel with its payload."""
+        return torch.tensor([self.now()], dtype=torch.float64, device=device)
+
+    def split_gathered(self, stamps, collective_s: float) -> float:
+        """After it: every rank's `stamp_gathered` tensor, by rank: `settle`."""
+        return self.settle(torch.cat(list(stamps)).double().cpu(), collective_s)
 
     def settle(self, arrivals: torch.Tensor, collective_s: float) -> float:
         """Given every worker's arrival (by rank, the same on every worker), move the time this
