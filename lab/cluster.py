@@ -86,12 +86,14 @@ class Cluster:
         self.timeout_s = timeout_s
         self._procs: list = []   # the processes a local cluster started (see stop)
         self.net = None          # lab.hosts.Hosts when the workers run on hosts on real links
+        self.pin = True          # each worker on its share of its host's cores (lab.affinity)
 
     # -- starting -------------------------------------------------------------------------------
     @classmethod
     def start(cls, workers: int = 2, *, device: str = "auto", threads: Optional[int] = None,
               cluster_id: str = "lab", host: str = "127.0.0.1", timeout_s: float = 30.0,
-              grace_s: float = 120.0, reuse: bool = True, hosts: int = 0, link_mbps=None) -> "Cluster":
+              grace_s: float = 120.0, reuse: bool = True, hosts: int = 0, link_mbps=None,
+              pin: bool = True) -> "Cluster":
         """Start `workers` local engines (or reuse the running cluster with that id).
 
         Args:
@@ -109,6 +111,8 @@ class Cluster:
                 a private bridge, `lab.hosts`; needs root); 0: all on this host over loopback.
             link_mbps: each host's link in Mbit/s (one number, a list of one per host, or None:
                 unshaped); change one live with `set_link`.
+            pin: each worker on its own share of the machine's cores (`lab.affinity`); False: where
+                the scheduler puts them.
         Returns:
             a Cluster whose engines are ready, ranks 0..workers-1.
         """
@@ -120,6 +124,7 @@ class Cluster:
         check(isinstance(timeout_s, (int, float)) and 1 <= timeout_s <= 3600, "timeout_s", "a number in [1, 3600]", timeout_s)
         check(isinstance(hosts, int) and not isinstance(hosts, bool) and 0 <= hosts <= workers, "hosts",
               f"an integer in [0, workers={workers}] (at most one host per worker)", hosts)
+        check(isinstance(pin, bool), "pin", "True or False", pin)
         if hosts:
             from .hosts import check_rates
             check_rates(hosts, link_mbps)
@@ -127,18 +132,20 @@ class Cluster:
         if live is not None:
             if reuse and live.alive() and live.workers == workers and live.healthy() and \
                     len(live.net or ()) == hosts and (not hosts or live.net.rates == check_rates(hosts, link_mbps)):
-                return live
+                return live._pin(pin)
             live.stop()
         if hosts:
-            return cls._start_new(workers, device, threads, cluster_id, host, timeout_s, grace_s, hosts, link_mbps)
+            return cls._start_new(workers, device, threads, cluster_id, host, timeout_s, grace_s, hosts, link_mbps,
+                                  pin)
         if reuse:
             found = cls._reconnect(cluster_id, workers, timeout_s, grace_s)
             if found is not None:
-                return found
-        return cls._start_new(workers, device, threads, cluster_id, host, timeout_s, grace_s)
+                return found._pin(pin)
+        return cls._start_new(workers, device, threads, cluster_id, host, timeout_s, grace_s, pin=pin)
 
     @classmethod
-    def _start_new(cls, workers, device, threads, cluster_id, host, timeout_s, grace_s, hosts=0, link_mbps=None):
+    def _start_new(cls, workers, device, threads, cluster_id, host, timeout_s, grace_s, hosts=0, link_mbps=None,
+                   pin=True):
         import ipyparallel as ipp
         net, kw = None, {}
         if hosts:   # one namespace per host; engine i runs in host i % hosts, the controller on the bridge
@@ -179,6 +186,7 @@ class Cluster:
             self._call_all("start_watchdog", [(str(lease.path), grace_s, pid if r == 0 else None)
                                               for r in range(workers)])
             self._setup(device, threads, host)
+            self._pin(pin)
             self._procs = _family(self._roots())
         except BaseException:
             try:
@@ -281,6 +289,27 @@ class Cluster:
         args = [(r, n, host, port, devices[r], threads or max(1, cores // per_host[infos[r]["host"]]),
                  backend, self.timeout_s) for r in range(n)]
         self.infos = self._call_all("setup", args)
+
+    def _pin(self, pin: Optional[bool] = None) -> "Cluster":
+        """Each worker on its share of its host's cores (`lab.affinity.plan`), by its rank among the
+        workers on that host; unpinned (back to the cores it started with) where `pin` is off, the
+        split would be uneven, or a launcher started that host's engines on different cores. Called
+        at start and whenever workers come or go."""
+        from .affinity import plan
+        if pin is not None:
+            self.pin = pin
+        ranks_by_host: dict = {}
+        for r, d in enumerate(self.infos):
+            ranks_by_host.setdefault(d.get("host"), []).append(r)
+        cores: List[Optional[List[int]]] = [None] * self.workers
+        for ranks in ranks_by_host.values():
+            started_on = {tuple(self.infos[r].get("cpus") or ()) for r in ranks}
+            shares = plan(len(ranks), started_on.pop()) if self.pin and len(started_on) == 1 else None
+            for i, r in enumerate(ranks):
+                cores[r] = shares[i] if shares else None
+        self.infos = [d | {"pinned": c} for d, c in zip(self.infos, cores)]
+        self._call_all("pin_cores", [(c,) for c in cores])
+        return self
 
     # -- using --------------------------------------------------------------------------------
     @property

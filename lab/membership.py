@@ -107,6 +107,7 @@ class Membership:
                                    "membership": {"gen": self.gen, "workers": len(alive), "left": left,
                                                   "joined": [], "steps_lost": None}})
         run._save_meta()
+        _repin(c)
         for e in c.engine_ids:   # survivors between collectives stop at their next step (fire and forget)
             try:
                 c.client[e].apply_async(notify, run.id, self.gen)
@@ -146,6 +147,7 @@ class Membership:
                                    "membership": {"gen": self.gen, "workers": len(self.ids), "left": [],
                                                   "joined": new_ids, "steps_lost": 0}})
         run._save_meta()
+        _repin(c)
         return step
 
     def _on_records(self, run, new: List[dict]) -> None:
@@ -212,4 +214,14 @@ def add_workers(cluster, k: int = 1, run=None) -> List[int]:
         cluster.infos = [ar.get(timeout=cluster.timeout_s * 2) for ar in ars]
         cluster.engine_ids = ids
         cluster.view = client.direct_view(ids)
+        _repin(cluster)
     return list(range(n, n + k))
+
+
+def _repin(cluster) -> None:
+    """The cores plan for the workers there are now (lab.affinity); a worker that does not answer
+    is the next `Run.poll`'s to notice, not this one's."""
+    try:
+        cluster._pin()
+    except WorkerError:
+        pass

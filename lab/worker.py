@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import traceback
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -153,15 +153,27 @@ def start_watchdog(lease: str, grace_s: float, controller_pid: Optional[int] = N
         STATE["watchdog"].start()
 
 
+def pin_cores(cores: Optional[List[int]]) -> int:
+    """Every thread of this engine onto `cores` (None: back to the cores it was started with), as
+    `Cluster` plans them (lab.affinity). Returns how many threads took it."""
+    from . import affinity
+    STATE.setdefault("cpus", affinity.cores_of())   # before the lab first pinned it
+    STATE["pinned"] = list(cores) if cores is not None else None
+    target = cores if cores is not None else STATE["cpus"]
+    return affinity.pin(target) if target else 0
+
+
 def info() -> dict:
     """This engine: rank, device and its figures (lab.devices.figures), planes, threads, GPUs it sees."""
     import torch.distributed as dist
+    from . import affinity
     from .devices import data_plane, figures
     device = STATE.get("device")
     out = {"rank": STATE.get("rank"), "world": STATE.get("world"), "device": device,
            "backend": STATE.get("backend"), "threads": torch.get_num_threads(), "pid": os.getpid(),
            "host": socket.gethostname(), "initialized": dist.is_initialized(),
-           "cuda": torch.cuda.device_count()}
+           "cuda": torch.cuda.device_count(), "cpus": STATE.get("cpus") or affinity.cores_of(),
+           "pinned": STATE.get("pinned")}
     if device is not None and device.startswith("cuda"):  # its own GPU only: no CUDA context on the others
         out["gpu_free_mb"] = torch.cuda.mem_get_info(torch.device(device))[0] / 2**20
     if device is not None:

@@ -115,6 +115,31 @@ dist.destroy_process_group()
     assert after < 0.05 and plain < 0.05, (plain, after)   # the collective alone, without the compute
 
 
+def test_scaling_row_judges_the_busiest_rank_by_its_mean_and_shows_its_median_and_slow_tenth(tmp_path):
+    """`bench scaling`'s comm columns come from the rank with the most comm time, after warm-up: its
+    mean (what the model is judged on), median and 90th percentile (a few stalled steps lift the
+    mean above the median: the p90 shows them); the host note carries all three."""
+    import numpy
+    from types import SimpleNamespace
+    from lab.bench.scaling import _host_note, base_config, measure
+    from lab.costmodel import AlphaBeta
+    cfg = base_config(20, str(tmp_path))
+    slow = [0.001] * 16 + [0.004, 0.004, 0.010, 0.020]   # rank 1, steps 1..20: four stalled steps
+    recs = [{"rank": r, "step": s, "comm_s": slow[s - 1] if r else 0.0005, "compute_s": 0.003, "wait_s": 0.0,
+             "n": 32, "step_s": 0.005, "t": 0.005 * s} for r in (0, 1) for s in range(1, 21)]
+    run = SimpleNamespace(workers=2, cfg=cfg, records=recs, final=lambda k: 0.9, time_to=lambda k, v: None,
+                          wire=lambda: {"nodes": [{"node": f"worker{r}", "wire_per_step": 100.0} for r in (0, 1)]})
+    row = measure(run, AlphaBeta(alpha_s=1e-4, beta_Bps=12.5e6), model_bytes=1000)
+    timed = slow[1:]   # after warm-up (steps >= 2)
+    assert row["comm s/step measured"] == pytest.approx(sum(timed) / len(timed))
+    assert row["comm s/step median"] == pytest.approx(0.001)
+    assert row["comm s/step p90"] == pytest.approx(numpy.percentile(timed, 90)) and row["comm s/step p90"] > 0.004
+    row |= {"network": "net", "variant": "v", "workers": 2, "isolated collective s": 0.0008,
+            "after compute collective s": 0.0009}
+    note = _host_note([row])
+    assert "in training (median) 1.0 (p90 " in note and f"mean {row['comm s/step measured'] * 1e3:.1f})" in note
+
+
 def test_host_probe_script_gathers_every_block_by_each_algorithm():
     """scripts/host-probe.py (issue 15's leads): ring, all-to-all, point-to-point and recursive doubling
     each put every rank's block in its place (it prints WRONG RESULT otherwise), after sleep and after
@@ -127,6 +152,22 @@ def test_host_probe_script_gathers_every_block_by_each_algorithm():
     assert len(rows) == 8 and not any("WRONG" in line for line in rows), out.stdout
     bad = subprocess.run([sys.executable, script, "--algos", "ring,tree"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--algos" in bad.stderr.strip().splitlines()[-1], bad.stderr
+
+
+def test_stall_probe_script_trains_the_top_k_row_with_each_suspect_switched():
+    """scripts/stall-probe.py (issue 15's leads; lab.affinity's figures): one short run with every
+    option switched prints the busiest rank's comm figures; a bad option is a one-line error."""
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "stall-probe.py")
+    out = subprocess.run([sys.executable, script, "--workers", "2", "--runs", "1", "--steps", "30", "--poll-s", "0.5",
+                          "--switch-ms", "1", "--controller-session", "same", "--no-pin"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("run 0:")]
+    assert "median" in line and "p90" in line and line.endswith("samples/s"), line
+    counts = [int(k) for k in line.split("steps by whole ms ")[1].split(";")[0].replace(",", "").split()[1::2]]
+    assert sum(counts) == 27, line   # the busiest rank's steps after warm-up (3 of 30)
+    bad = subprocess.run([sys.executable, script, "--workers", "1"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--workers" in bad.stderr.strip().splitlines()[-1], bad.stderr
 
 
 def test_bench_exits_1_on_a_missed_target_and_saves_its_json(fake_bench, tmp_path, capsys):

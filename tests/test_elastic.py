@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import lab_processes
+from lab import affinity
 from lab.cluster import Cluster
 from lab.config import RunConfig
 from lab.errors import ConfigError, WorkerError
@@ -292,13 +293,21 @@ def test_a_newcomer_joins_a_running_run_with_the_others_state(runs_dir):
         assert _replicas_agree(cluster, run.id) == 0.0
         (change,) = run.summary()["membership"]
         assert change["joined"] == [2] and change["workers"] == 3 and change["steps_lost"] == 0
+        # the cores are planned for the workers there are now (lab.affinity: 3 on 2 cores, none)
+        assert _cores(cluster) == (affinity.plan(3, affinity.cores_of()) or [affinity.cores_of()] * 3)
         # outside a run, a newcomer joins the cluster's group at once
         assert cluster.add_workers(1) == [3]
+        assert _cores(cluster) == (affinity.plan(4, affinity.cores_of()) or [affinity.cores_of()] * 4)
         again = cluster.train(RunConfig(steps=5, runs_dir=runs_dir)).wait(timeout=60)
         assert {r["rank"] for r in again.records} == {0, 1, 2, 3}
     finally:
         cluster.stop()
     assert _gone(cluster._procs)   # the newcomers' engines too
+
+
+def _cores(cluster):
+    """The cores each worker's engine runs on (its main thread's), by rank."""
+    return [affinity.cores_of(pid) for pid in cluster.pids]
 
 
 def test_a_crashed_notebook_leaves_nothing_running_after_a_join():

@@ -141,6 +141,7 @@ def model_inputs(run, model_bytes: int):
 
 def measure(run, ab, model_bytes: int) -> dict:
     """One run's figures and the model's prediction of its comm time per step."""
+    import numpy
     from lab import costmodel
     n, cfg = run.workers, run.cfg
     algo, nbytes, kw, recs, by_rank, busiest = model_inputs(run, model_bytes)
@@ -158,6 +159,8 @@ def measure(run, ab, model_bytes: int) -> dict:
             "comm s/step measured": comm, "comm s/step model": predicted,
             # the typical step's (a network model's case), apart from the stalls of busy cores in the mean
             "comm s/step median": statistics.median(r["comm_s"] for r in busiest),
+            # the slow tenth of its steps: a mean far above the median is a few steps' stalls, not every step's
+            "comm s/step p90": float(numpy.percentile([r["comm_s"] for r in busiest], 90)),
             "model error": costmodel.error(predicted, comm) if n > 1 and comm > 0 else None,
             "model": f"{algo}{'' if not kw else ' ' + ', '.join(f'{k}={v}' for k, v in kw.items())}",
             "test_acc": run.final("test_acc"),
@@ -254,7 +257,8 @@ def _host_note(rows) -> str:
     for net in dict.fromkeys(r["network"] for r in rows):
         for v in dict.fromkeys(r["variant"] for r in rows if r["network"] == net):
             pts = sorted((r["workers"], r["isolated collective s"], r["after compute collective s"],
-                          r["comm s/step median"], r["comm s/step model"], r.get("comm thread core wait s"))
+                          r["comm s/step median"], r["comm s/step model"], r.get("comm thread core wait s"),
+                          r["comm s/step p90"], r["comm s/step measured"])
                          for r in rows if r["network"] == net and r["variant"] == v
                          and r.get("isolated collective s") is not None)
             if pts:
@@ -262,7 +266,8 @@ def _host_note(rows) -> str:
                 waits = "" if any(p[5] is None for p in pts) else \
                     f" (gloo's threads waited {' / '.join(f'{p[5] * 1e6:.0f}' for p in pts)} us for a core per wake-up)"
                 out.append(f"{net} {v} x{'/'.join(str(p[0]) for p in pts)}: alone {ms(1)}, "
-                           f"right after a step's compute {ms(2)}, in training (median) {ms(3)}{waits}, model {ms(4)}")
+                           f"right after a step's compute {ms(2)}, in training (median) {ms(3)} (p90 {ms(6)}, mean {ms(7)})"
+                           f"{waits}, model {ms(4)}")
     return "; ".join(out)
 
 

@@ -1,0 +1,71 @@
+"""Each engine on its own share of the cores (lab.affinity): the plan, and the threads that follow it."""
+import os
+import time
+
+import pytest
+
+from lab import affinity
+from lab.cluster import Cluster
+from lab.config import RunConfig
+
+HAS_AFFINITY = hasattr(os, "sched_setaffinity") and os.path.isdir("/proc/self/task")
+
+
+def test_plan_gives_equal_disjoint_shares_round_robin_or_nothing():
+    assert affinity.plan(1, [0, 1]) == [[0, 1]]
+    assert affinity.plan(2, [3, 1, 0, 2]) == [[0, 1], [2, 3]]          # sorted, contiguous
+    assert affinity.plan(3, range(8)) == [[0, 1], [2, 3], [4, 5]]       # 6, 7 stay free
+    assert affinity.plan(8, [0, 1]) == [[0], [1]] * 4                   # a multiple: round robin
+    assert affinity.plan(3, [0, 1]) is None and affinity.plan(5, [0, 1]) is None   # uneven: unpinned
+    assert affinity.plan(2, []) is None and affinity.plan(0, [0]) is None
+    for workers, cpus in ((2, range(5)), (4, range(16)), (6, range(3))):
+        shares = affinity.plan(workers, cpus)
+        assert len(shares) == workers and len({len(s) for s in shares}) == 1
+        if workers <= len(cpus):   # disjoint
+            assert len({c for s in shares for c in s}) == sum(map(len, shares))
+
+
+def _cores_by_thread(pid):
+    out = {}
+    for tid in affinity.threads() if pid == os.getpid() else [int(t) for t in os.listdir(f"/proc/{pid}/task")]:
+        try:
+            out[tid] = tuple(affinity.cores_of(tid))
+        except TypeError:   # a thread that ended
+            pass
+    return out
+
+
+@pytest.mark.skipif(not HAS_AFFINITY, reason="no CPU affinity on this system (the lab pins nothing there)")
+def test_every_engine_thread_runs_on_its_share_and_later_threads_inherit_it(cluster2, runs_dir):
+    cpus = affinity.cores_of()
+    want = affinity.plan(2, cpus)
+    assert [d["pinned"] for d in cluster2.infos] == want
+    for pid, share in zip(cluster2.pids, want):
+        assert set(_cores_by_thread(pid).values()) == {tuple(share)}   # gloo's threads too
+    before = {pid: set(_cores_by_thread(pid)) for pid in cluster2.pids}
+    run = cluster2.train(RunConfig(steps=100_000, runs_dir=runs_dir, name="pinned"))
+    try:
+        deadline, new = time.time() + 60, {}
+        while time.time() < deadline and not all(new.get(p) for p in cluster2.pids):
+            run.poll()
+            new = {p: {c for t, c in _cores_by_thread(p).items() if t not in before[p]} for p in cluster2.pids}
+            time.sleep(0.2)
+        assert [new[p] for p in cluster2.pids] == [{tuple(s)} for s in want]   # the run's threads
+    finally:
+        run.stop()
+        run.wait(timeout=120)
+    # asked again without pinning (the same cluster, reused): back on the cores they started with
+    same = Cluster.start(2, cluster_id=cluster2.cluster_id, pin=False)
+    try:
+        assert same is cluster2 and [d["pinned"] for d in same.infos] == [None, None]
+        for pid in same.pids:
+            assert set(_cores_by_thread(pid).values()) == {tuple(cpus)}
+    finally:
+        Cluster.start(2, cluster_id=cluster2.cluster_id)   # pinned again, for the module's other tests
+    assert [d["pinned"] for d in cluster2.infos] == want
+
+
+def test_pin_must_be_a_bool():
+    from lab.errors import ConfigError
+    with pytest.raises(ConfigError, match="pin.*True or False"):
+        Cluster.start(2, pin="yes")
