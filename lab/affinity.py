@@ -4,19 +4,24 @@ torchrun's NUMA binding), so that a worker woken by a message finds its core whe
 Unpinned, the scheduler may put a worker's thread, woken by a message, on a core that another
 worker is computing on, and then it waits until that worker's slice ends at a timer tick (every
 4 ms at HZ=250). A collective is a chain of such wake-ups, so a small exchange that usually takes a
-fraction of a ms now and then takes ms. Side by side on this project's 2-core machine (`sync` with
-top-k 1% + EF, 2 workers, 300 steps, two runs each; `scripts/stall-probe.py --workers 2 --runs 2
-[--no-pin]`): unpinned, the busiest rank's communication per step had a mean of 1.00 and 0.72 ms
-(median 0.33 and 0.29, 90th percentile 3.38 and 2.74: one step in seven to ten took 3 ms or more);
-pinned 0.38 and 0.39 ms (median 0.26 and 0.27, 90th percentile 0.33 and 0.35), and samples/s went
-from 10,282 and 10,932 to 13,135 and 12,111.
+fraction of a ms now and then takes ms. Side by side on this project's 2-core machine, 2 workers,
+300 steps, pinned and not in turn on one cluster (`scripts/stall-probe.py --workers 2 --pin on,off
+--runs 6 [--variant sync]`): with top-k 1% + EF the busiest rank's communication per step had a
+mean of 0.31 to 0.36 ms pinned against 0.74 to 1.00 unpinned (median 0.27 against 0.29 to 0.31;
+90th percentile 0.33 to 0.36 against 2.52 to 3.57: unpinned, one step in ten or more took 3 ms or
+more), and the run made 12,899 to 13,363 samples/s against 11,018 to 11,327; plain `sync`, 0.75
+to 0.95 ms against 1.07 to 1.42, and 15,472 to 16,148 samples/s against 13,611 to 14,303.
 
 `plan` splits a host's cores among its engines when each can have one or more of its own: equal
 disjoint shares (cores left over stay free for the notebook and the controller). With more engines
-than cores it pins nothing: their loads differ (rank 0 evaluates, and is the parameter server of
-`ps` and `async`), and the scheduler's balancing does better than any fixed sharing of cores. In
-`python -m lab bench scaling` with 4 and 8 workers pinned round robin on 2 cores, `async` and `ps`
-lost 17 to 23% of their samples/s on loopback (the run on commit `edb89f0`, in git history).
+than cores it pins nothing by default, since their loads may differ: rank 0 is the parameter
+server of `ps` and `async`, and a fixed split cannot follow that the way the scheduler's balancing
+does. `pin="share"` pins them round robin all the same, which suits equal loads: 4 workers on 2
+cores, round robin and unpinned in turn on one cluster (`scripts/stall-probe.py --workers 4
+--pin share,off --runs 4 --variant V`), `sync` made 14,194 and 13,973 samples/s against 10,683
+and 10,360 unpinned, but `async` 13,284 and 13,633 against 15,958 and 16,700, and `ps` 10,747 and
+10,660 against 12,302 and 11,468.
+
 `lab.cluster.Cluster` plans per host from the cores each engine was started with and re-plans when
 workers come or go (`lab.membership`); where a launcher already bound the engines to different
 cores (MPI, Slurm), it leaves them alone.
@@ -27,20 +32,29 @@ import os
 from typing import List, Optional, Sequence
 
 
-def plan(workers: int, cpus: Sequence[int]) -> Optional[List[List[int]]]:
+def plan(workers: int, cpus: Sequence[int], share: bool = False) -> Optional[List[List[int]]]:
     """Cores for each of `workers` engines sharing the cores `cpus`, by local rank; None: leave them
-    unpinned (more engines than cores, or nothing to split).
+    unpinned (more engines than cores, unless `share`; or nothing to split). `share`: past the core
+    count, one core each, round robin, when the engines are a multiple of the cores (else None: a
+    fixed uneven split would slow one core's engines every step).
 
         >>> plan(2, [0, 1, 2, 3, 4])
         [[0, 1], [2, 3]]
         >>> plan(4, [0, 1]) is None
         True
+        >>> plan(4, [0, 1], share=True)
+        [[0], [1], [0], [1]]
     """
     cpus = sorted(cpus)
-    if not 1 <= workers <= len(cpus):
+    c = len(cpus)
+    if workers < 1 or c == 0:
         return None
-    k = len(cpus) // workers
-    return [cpus[i * k:(i + 1) * k] for i in range(workers)]
+    if workers <= c:
+        k = c // workers
+        return [cpus[i * k:(i + 1) * k] for i in range(workers)]
+    if share and workers % c == 0:
+        return [[cpus[i % c]] for i in range(workers)]
+    return None
 
 
 def threads() -> List[int]:

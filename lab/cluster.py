@@ -86,14 +86,14 @@ class Cluster:
         self.timeout_s = timeout_s
         self._procs: list = []   # the processes a local cluster started (see stop)
         self.net = None          # lab.hosts.Hosts when the workers run on hosts on real links
-        self.pin = True          # each worker on its share of its host's cores (lab.affinity)
+        self.pin = True          # each worker on cores of its own where there are enough (lab.affinity)
 
     # -- starting -------------------------------------------------------------------------------
     @classmethod
     def start(cls, workers: int = 2, *, device: str = "auto", threads: Optional[int] = None,
               cluster_id: str = "lab", host: str = "127.0.0.1", timeout_s: float = 30.0,
               grace_s: float = 120.0, reuse: bool = True, hosts: int = 0, link_mbps=None,
-              pin: bool = True) -> "Cluster":
+              pin=True) -> "Cluster":
         """Start `workers` local engines (or reuse the running cluster with that id).
 
         Args:
@@ -111,8 +111,9 @@ class Cluster:
                 a private bridge, `lab.hosts`; needs root); 0: all on this host over loopback.
             link_mbps: each host's link in Mbit/s (one number, a list of one per host, or None:
                 unshaped); change one live with `set_link`.
-            pin: each worker on its own share of the machine's cores (`lab.affinity`); False: where
-                the scheduler puts them.
+            pin: True: each worker on cores of its own, where there are as many cores as workers
+                or more (`lab.affinity`); "share": past that too, round robin (for equal loads);
+                False: where the scheduler puts them.
         Returns:
             a Cluster whose engines are ready, ranks 0..workers-1.
         """
@@ -124,7 +125,7 @@ class Cluster:
         check(isinstance(timeout_s, (int, float)) and 1 <= timeout_s <= 3600, "timeout_s", "a number in [1, 3600]", timeout_s)
         check(isinstance(hosts, int) and not isinstance(hosts, bool) and 0 <= hosts <= workers, "hosts",
               f"an integer in [0, workers={workers}] (at most one host per worker)", hosts)
-        check(isinstance(pin, bool), "pin", "True or False", pin)
+        check(isinstance(pin, bool) or pin == "share", "pin", 'True, False or "share"', pin)
         if hosts:
             from .hosts import check_rates
             check_rates(hosts, link_mbps)
@@ -290,11 +291,12 @@ class Cluster:
                  backend, self.timeout_s) for r in range(n)]
         self.infos = self._call_all("setup", args)
 
-    def _pin(self, pin: Optional[bool] = None) -> "Cluster":
+    def _pin(self, pin=None) -> "Cluster":
         """Each worker on its share of its host's cores (`lab.affinity.plan`), by its rank among the
-        workers on that host; unpinned (back to the cores it started with) where `pin` is off, the
-        split would be uneven, or a launcher started that host's engines on different cores. Called
-        at start and whenever workers come or go."""
+        workers on that host; unpinned (back to the cores it started with) where `pin` is off, where
+        there are more workers than cores (unless "share", and then too if the split is uneven), or
+        where a launcher started that host's engines on different cores. Called at start and
+        whenever workers come or go."""
         from .affinity import plan
         if pin is not None:
             self.pin = pin
@@ -304,7 +306,8 @@ class Cluster:
         cores: List[Optional[List[int]]] = [None] * self.workers
         for ranks in ranks_by_host.values():
             started_on = {tuple(self.infos[r].get("cpus") or ()) for r in ranks}
-            shares = plan(len(ranks), started_on.pop()) if self.pin and len(started_on) == 1 else None
+            shares = plan(len(ranks), started_on.pop(), share=self.pin == "share") \
+                if self.pin and len(started_on) == 1 else None
             for i, r in enumerate(ranks):
                 cores[r] = shares[i] if shares else None
         self.infos = [d | {"pinned": c} for d, c in zip(self.infos, cores)]

@@ -17,6 +17,9 @@ def test_plan_gives_each_engine_an_equal_share_of_its_own_or_nothing():
     assert affinity.plan(3, range(8)) == [[0, 1], [2, 3], [4, 5]]       # 6, 7 stay free
     assert affinity.plan(2, [0, 1]) == [[0], [1]]
     assert affinity.plan(3, [0, 1]) is None and affinity.plan(8, [0, 1]) is None   # more engines than cores
+    assert affinity.plan(8, [0, 1], share=True) == [[0], [1]] * 4                   # unless shared: round robin
+    assert affinity.plan(3, [0, 1], share=True) is None                             # (not unevenly)
+    assert affinity.plan(2, [0, 1, 2], share=True) == [[0], [1]]
     assert affinity.plan(2, []) is None and affinity.plan(0, [0]) is None
     for workers, cpus in ((2, range(5)), (4, range(16)), (3, range(3))):
         shares = affinity.plan(workers, cpus)
@@ -64,7 +67,22 @@ def test_every_engine_thread_runs_on_its_share_and_later_threads_inherit_it(clus
     assert [d["pinned"] for d in cluster2.infos] == want
 
 
-def test_pin_must_be_a_bool():
+@pytest.mark.skipif(not HAS_AFFINITY, reason="no CPU affinity on this system (the lab pins nothing there)")
+def test_shared_cores_are_pinned_round_robin_where_the_default_leaves_them_alone(cluster_factory):
+    cpus = affinity.cores_of()
+    if len(cpus) > 4:
+        pytest.skip(f"starts twice as many workers as cores: {len(cpus)} cores are too many for a test")
+    n = 2 * len(cpus)   # more workers than cores
+    c = cluster_factory(n, pin="share")
+    want = affinity.plan(n, cpus, share=True)
+    assert want is not None and [d["pinned"] for d in c.infos] == want
+    assert [set(_cores_by_thread(pid).values()) for pid in c.pids] == [{tuple(s)} for s in want]
+    Cluster.start(n, cluster_id=c.cluster_id)   # the default: more workers than cores, none
+    assert [d["pinned"] for d in c.infos] == [None] * n
+    assert [set(_cores_by_thread(pid).values()) for pid in c.pids] == [{tuple(cpus)}] * n
+
+
+def test_a_pin_mode_out_of_range_is_one_line_naming_the_knob():
     from lab.errors import ConfigError
-    with pytest.raises(ConfigError, match="pin.*True or False"):
+    with pytest.raises(ConfigError, match='pin.*True, False or "share"'):
         Cluster.start(2, pin="yes")

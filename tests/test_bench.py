@@ -159,15 +159,17 @@ def test_stall_probe_script_trains_the_top_k_row_with_each_suspect_switched():
     option switched prints the busiest rank's comm figures; a bad option is a one-line error."""
     script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "stall-probe.py")
     out = subprocess.run([sys.executable, script, "--workers", "2", "--runs", "1", "--steps", "30", "--poll-s", "0.5",
-                          "--switch-ms", "1", "--controller-session", "same", "--no-pin"],
+                          "--switch-ms", "1", "--controller-session", "same", "--pin", "off"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    (line,) = [x for x in out.stdout.splitlines() if x.startswith("run 0:")]
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("run 0 (pin off):")]
     assert "median" in line and "p90" in line and line.endswith("samples/s"), line
     counts = [int(k) for k in line.split("steps by whole ms ")[1].split(";")[0].replace(",", "").split()[1::2]]
     assert sum(counts) == 27, line   # the busiest rank's steps after warm-up (3 of 30)
-    bad = subprocess.run([sys.executable, script, "--workers", "1"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "--workers" in bad.stderr.strip().splitlines()[-1], bad.stderr
+    for wrong, knob in ((["--workers", "1"], "--workers"), (["--variant", "gossip"], "--variant"),
+                        (["--pin", "on,all"], "--pin")):
+        bad = subprocess.run([sys.executable, script, *wrong], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and knob in bad.stderr.strip().splitlines()[-1], bad.stderr
 
 
 def test_bench_exits_1_on_a_missed_target_and_saves_its_json(fake_bench, tmp_path, capsys):
