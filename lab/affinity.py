@@ -24,12 +24,25 @@ and 10,360 unpinned, but `async` 13,284 and 13,633 against 15,958 and 16,700, an
 
 `lab.cluster.Cluster` plans per host from the cores each engine was started with and re-plans when
 workers come or go (`lab.membership`); where a launcher already bound the engines to different
-cores (MPI, Slurm), it leaves them alone.
+cores (MPI, Slurm), it leaves them alone. On this machine it pins only cores that no other live
+cluster holds (`Claims`): two notebooks' clusters, or the test suite's two processes, would
+otherwise pin their engines onto the same cores, where none could move away from the other (a
+chapter's check that async keeps a fast worker busier than sync failed so in a CI run).
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-from typing import List, Optional, Sequence
+import re
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Set
+
+
+def check_mode(pin) -> None:
+    """`pin` as `Cluster.start`, `attach` and `pin_cores` take it: True, False or "share"."""
+    from .errors import check
+    check(isinstance(pin, bool) or pin == "share", "pin", 'True, False or "share"', pin)
 
 
 def plan(workers: int, cpus: Sequence[int], share: bool = False) -> Optional[List[List[int]]]:
@@ -85,3 +98,57 @@ def cores_of(tid: int = 0) -> Optional[List[int]]:
         return sorted(os.sched_getaffinity(tid))
     except (AttributeError, OSError):
         return None
+
+
+class Claims:
+    """The cores each live cluster on this machine pinned its engines to: one JSON file per cluster
+    in `directory` (the lab's profile), with its engines' pids; a file whose engines are all gone is
+    stale and goes. Hold the lock (`with claims.locked():`) from reading to holding, so that two
+    clusters planning at once do not take the same cores."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+
+    def _file(self, cluster_id: str) -> Path:
+        return self.dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", cluster_id) + ".json")
+
+    @contextlib.contextmanager
+    def locked(self):
+        import fcntl
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield self
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def held_by_others(self, cluster_id: str) -> Set[int]:
+        """The cores other live clusters hold."""
+        from .pids import pid_alive
+        mine, out = self._file(cluster_id), set()
+        for f in self.dir.glob("*.json") if self.dir.is_dir() else ():
+            if f == mine:
+                continue
+            try:
+                held = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if any(pid_alive(p) for p in held.get("pids", [])):
+                out |= set(held.get("cores", []))
+            else:
+                f.unlink(missing_ok=True)   # its cluster is gone
+        return out
+
+    def hold(self, cluster_id: str, cores: Iterable[int], pids: Iterable[int]) -> None:
+        """`cluster_id` holds `cores` (none: it holds nothing) while any of `pids` lives."""
+        cores = sorted(set(cores))
+        if not cores:
+            return self.release(cluster_id)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._file(cluster_id).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"cores": cores, "pids": sorted(pids)}))
+        tmp.replace(self._file(cluster_id))
+
+    def release(self, cluster_id: str) -> None:
+        self._file(cluster_id).unlink(missing_ok=True)

@@ -15,11 +15,13 @@ notebook holds the cluster: after a crash they exit by themselves within `grace_
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import List, Optional
 
+from . import affinity
 from .errors import ConfigError, WorkerError, check
 from .pids import pid_alive
 from .remote import call as _call
@@ -73,6 +75,8 @@ class Cluster:
         ...     run.wait()
     """
     _live: dict = {}   # cluster_id -> Cluster started by this kernel (re-running a cell reuses it)
+    claims_dir: Optional[Path] = None   # where clusters on this machine say which cores they hold
+                                        # (lab.affinity.Claims; None: the lab's profile's "affinity")
 
     def __init__(self, client, ipp_cluster=None, engine_ids: Optional[List[int]] = None, infos=None,
                  cluster_id: str = "", lease: Optional[_Lease] = None, timeout_s: float = 30.0):
@@ -125,7 +129,7 @@ class Cluster:
         check(isinstance(timeout_s, (int, float)) and 1 <= timeout_s <= 3600, "timeout_s", "a number in [1, 3600]", timeout_s)
         check(isinstance(hosts, int) and not isinstance(hosts, bool) and 0 <= hosts <= workers, "hosts",
               f"an integer in [0, workers={workers}] (at most one host per worker)", hosts)
-        check(isinstance(pin, bool) or pin == "share", "pin", 'True, False or "share"', pin)
+        affinity.check_mode(pin)
         if hosts:
             from .hosts import check_rates
             check_rates(hosts, link_mbps)
@@ -133,7 +137,7 @@ class Cluster:
         if live is not None:
             if reuse and live.alive() and live.workers == workers and live.healthy() and \
                     len(live.net or ()) == hosts and (not hosts or live.net.rates == check_rates(hosts, link_mbps)):
-                return live._pin(pin)
+                return live.pin_cores(pin)
             live.stop()
         if hosts:
             return cls._start_new(workers, device, threads, cluster_id, host, timeout_s, grace_s, hosts, link_mbps,
@@ -141,7 +145,7 @@ class Cluster:
         if reuse:
             found = cls._reconnect(cluster_id, workers, timeout_s, grace_s)
             if found is not None:
-                return found._pin(pin)
+                return found.pin_cores(pin)
         return cls._start_new(workers, device, threads, cluster_id, host, timeout_s, grace_s, pin=pin)
 
     @classmethod
@@ -187,7 +191,7 @@ class Cluster:
             self._call_all("start_watchdog", [(str(lease.path), grace_s, pid if r == 0 else None)
                                               for r in range(workers)])
             self._setup(device, threads, host)
-            self._pin(pin)
+            self.pin_cores(pin)
             self._procs = _family(self._roots())
         except BaseException:
             try:
@@ -237,16 +241,18 @@ class Cluster:
     def attach(cls, *, profile: Optional[str] = None, cluster_id: str = "", workers: Optional[int] = None,
                profile_dir: Optional[str] = None, device: str = "auto", threads: Optional[int] = None,
                host: Optional[str] = None, timeout_s: float = 30.0,
-               connection_file: Optional[str] = None) -> "Cluster":
+               connection_file: Optional[str] = None, pin=False) -> "Cluster":
         """Use a running ipyparallel cluster (e.g. `ipcluster start -n 4`, or MPI / SSH / Slurm launchers).
 
         Its engines must have `lab` installed. `host` is the address rank 0 listens on for the
         rendezvous; by default the address rank 0 reaches the controller from (loopback for a local
         cluster, rank 0's network address across machines). `connection_file`: the controller's
         `ipcontroller-client.json`, for a controller started any way (`ipcontroller` + `ipengine`s).
-        Each engine's gloo / NCCL interface is the one it reaches rank 0 through.
+        Each engine's gloo / NCCL interface is the one it reaches rank 0 through. `pin`: as
+        `start`'s, off by default here (the engines are the owner's; they stay as pinned).
         The cluster's owner stops it; `stop()` here only lets go of it.
         """
+        affinity.check_mode(pin)
         import ipyparallel as ipp
         if connection_file:
             check(os.path.isfile(connection_file), "connection_file", "an existing ipcontroller-client.json",
@@ -271,7 +277,7 @@ class Cluster:
                 ctl = cfg.get("location") or "127.0.0.1"
             host = self.call(0, "local_addr", ctl)
         self._setup(device, threads, host)
-        return self
+        return self.pin_cores(pin) if pin else self
 
     def _setup(self, device, threads, host):
         n = self.workers
@@ -291,28 +297,39 @@ class Cluster:
                  backend, self.timeout_s) for r in range(n)]
         self.infos = self._call_all("setup", args)
 
-    def _pin(self, pin=None) -> "Cluster":
+    def pin_cores(self, pin=None, timeout: Optional[float] = None) -> "Cluster":
         """Each worker on its share of its host's cores (`lab.affinity.plan`), by its rank among the
         workers on that host; unpinned (back to the cores it started with) where `pin` is off, where
         there are more workers than cores (unless "share", and then too if the split is uneven), or
-        where a launcher started that host's engines on different cores. Called at start and
-        whenever workers come or go."""
-        from .affinity import plan
+        where a launcher started that host's engines on different cores. On this machine only cores
+        no other live cluster holds are used (`lab.affinity.Claims`). `pin`: True, False or
+        "share" (as `start`'s; None: as it was). Done at start and whenever workers come or go;
+        call it to change a running cluster's."""
         if pin is not None:
+            affinity.check_mode(pin)
             self.pin = pin
         ranks_by_host: dict = {}
         for r, d in enumerate(self.infos):
             ranks_by_host.setdefault(d.get("host"), []).append(r)
         cores: List[Optional[List[int]]] = [None] * self.workers
-        for ranks in ranks_by_host.values():
-            started_on = {tuple(self.infos[r].get("cpus") or ()) for r in ranks}
-            shares = plan(len(ranks), started_on.pop(), share=self.pin == "share") \
-                if self.pin and len(started_on) == 1 else None
-            for i, r in enumerate(ranks):
-                cores[r] = shares[i] if shares else None
+        with self._claims.locked() as claims:
+            taken = claims.held_by_others(self.cluster_id)
+            for host, ranks in ranks_by_host.items():
+                started_on = {tuple(self.infos[r].get("cpus") or ()) for r in ranks}   # one set: nobody bound them
+                free = [c for c in min(started_on) if host != socket.gethostname() or c not in taken]
+                shares = affinity.plan(len(ranks), free, share=self.pin == "share") \
+                    if self.pin and len(started_on) == 1 else None
+                for i, r in enumerate(ranks):
+                    cores[r] = shares[i] if shares else None
+            self._call_all("pin_cores", [(c,) for c in cores], timeout=timeout)
+            here = [c for r, c in enumerate(cores) if c and self.infos[r].get("host") == socket.gethostname()]
+            claims.hold(self.cluster_id, [x for c in here for x in c], self.pids)
         self.infos = [d | {"pinned": c} for d, c in zip(self.infos, cores)]
-        self._call_all("pin_cores", [(c,) for c in cores])
         return self
+
+    @property
+    def _claims(self) -> "affinity.Claims":
+        return affinity.Claims(Cluster.claims_dir or Cluster._profile_dir() / "affinity")
 
     # -- using --------------------------------------------------------------------------------
     @property
@@ -437,6 +454,8 @@ class Cluster:
         nannies) has exited: those still there `wait_s` seconds after being asked are killed.
         """
         Cluster._live.pop(self.cluster_id, None)
+        if any(d.get("pinned") for d in self.infos):   # its cores are free for other clusters
+            self._claims.release(self.cluster_id)
         if self.lease is not None:
             self.lease.close()
         self._rendezvous = None   # the notebook-hosted store of elastic runs (lab.elastic), if any

@@ -219,9 +219,9 @@ def add_workers(cluster, k: int = 1, run=None) -> List[int]:
 
 
 def _repin(cluster) -> None:
-    """The cores plan for the workers there are now (lab.affinity); a worker that does not answer
-    is the next `Run.poll`'s to notice, not this one's."""
+    """The cores planned for the workers there are now (lab.affinity); a worker that does not
+    answer within seconds is the next `Run.poll`'s to notice, not this one's."""
     try:
-        cluster._pin()
+        cluster.pin_cores(timeout=5.0)
     except WorkerError:
         pass

@@ -97,7 +97,7 @@ def main(argv=None) -> int:
                 c.apply(set_switch, a.switch_ms / 1e3)
             for i in range(a.runs):
                 pin = pins[i % len(pins)]
-                c._pin(modes[pin])   # the same cluster, its engines re-planned (lab.affinity)
+                c.pin_cores(modes[pin])   # the same cluster, its engines re-planned (lab.affinity)
                 cfg = base_config(a.steps, tempfile.mkdtemp(prefix="lab-stall-probe-")).replace(
                     **knobs, name=f"stall-probe {i}")
                 run = c.train(cfg)

@@ -77,6 +77,18 @@ def cluster2(cluster_factory):
     return cluster_factory(2)
 
 
+@pytest.fixture(scope="module")
+def private_claims(tmp_path_factory):
+    """The module's clusters say which cores they hold among themselves only (lab.affinity.Claims):
+    what they pin does not depend on the clusters the suite's other process runs meanwhile. Use it as
+    `pytestmark = pytest.mark.usefixtures("private_claims")`: marked fixtures come before a test's own,
+    so before any cluster fixture."""
+    from lab.cluster import Cluster
+    saved, Cluster.claims_dir = Cluster.claims_dir, tmp_path_factory.mktemp("claims")
+    yield Cluster.claims_dir
+    Cluster.claims_dir = saved
+
+
 def lab_processes():
     """ipyparallel controller / engine processes started under this suite's IPYTHONDIR (with `-n`,
     under this test process's; the controlling process, which runs no test, sees all of them)."""

@@ -5,10 +5,13 @@ import time
 import pytest
 
 from lab import affinity
+from lab.errors import ConfigError
 from lab.cluster import Cluster
 from lab.config import RunConfig
 
 HAS_AFFINITY = hasattr(os, "sched_setaffinity") and os.path.isdir("/proc/self/task")
+
+pytestmark = pytest.mark.usefixtures("private_claims")   # before any cluster: pins of our own (conftest)
 
 
 def test_plan_gives_each_engine_an_equal_share_of_its_own_or_nothing():
@@ -58,6 +61,8 @@ def test_every_engine_thread_runs_on_its_share_and_later_threads_inherit_it(clus
         run.wait(timeout=120)
     # asked again without pinning (the same cluster, reused): back on the cores they started with
     same = Cluster.start(2, cluster_id=cluster2.cluster_id, pin=False)
+    with pytest.raises(ConfigError, match="pin"):
+        same.pin_cores("always")
     try:
         assert same is cluster2 and [d["pinned"] for d in same.infos] == [None, None]
         for pid in same.pids:
@@ -67,12 +72,45 @@ def test_every_engine_thread_runs_on_its_share_and_later_threads_inherit_it(clus
     assert [d["pinned"] for d in cluster2.infos] == want
 
 
+def test_claims_count_live_clusters_only_and_a_stale_file_goes(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claims = affinity.Claims(tmp_path / "affinity")
+    with claims.locked():
+        assert claims.held_by_others("a") == set()
+        claims.hold("a/1", [1, 0], [os.getpid()])
+        claims.hold("gone", [2], [dead.pid])
+        assert claims.held_by_others("b") == {0, 1} and claims.held_by_others("a/1") == set()
+        assert not (tmp_path / "affinity" / "gone.json").exists()   # its cluster is gone
+        claims.hold("a/1", [], [os.getpid()])   # holding nothing is releasing
+        assert claims.held_by_others("b") == set()
+
+
 @pytest.mark.skipif(not HAS_AFFINITY, reason="no CPU affinity on this system (the lab pins nothing there)")
-def test_shared_cores_are_pinned_round_robin_where_the_default_leaves_them_alone(cluster_factory):
+def test_a_second_cluster_pins_only_cores_no_live_cluster_holds(cluster2, cluster_factory):
+    cpus = affinity.cores_of()
+    if len(cpus) > 4:
+        pytest.skip(f"cluster2 holds only part of {len(cpus)} cores: the second would pin the rest")
+    Cluster.start(2, cluster_id=cluster2.cluster_id)    # pinned: it holds every core (or all but one)
+    other = cluster_factory(2)
+    assert [d["pinned"] for d in other.infos] == [None, None]
+    assert [set(_cores_by_thread(pid).values()) for pid in other.pids] == [{tuple(cpus)}] * 2
+    cluster2.pin_cores(False)   # lets go of its cores: the other may take them
+    assert [d["pinned"] for d in other.pin_cores().infos] == affinity.plan(2, cpus)
+    assert [d["pinned"] for d in cluster2.pin_cores(True).infos] == [None, None]
+    other.stop()                # stopping frees them too
+    assert [d["pinned"] for d in cluster2.pin_cores().infos] == affinity.plan(2, cpus)
+
+
+@pytest.mark.skipif(not HAS_AFFINITY, reason="no CPU affinity on this system (the lab pins nothing there)")
+def test_shared_cores_are_pinned_round_robin_where_the_default_leaves_them_alone(cluster2, cluster_factory):
     cpus = affinity.cores_of()
     if len(cpus) > 4:
         pytest.skip(f"starts twice as many workers as cores: {len(cpus)} cores are too many for a test")
     n = 2 * len(cpus)   # more workers than cores
+    cluster2.pin_cores(False)   # (the module's other cluster holds no core meanwhile)
     c = cluster_factory(n, pin="share")
     want = affinity.plan(n, cpus, share=True)
     assert want is not None and [d["pinned"] for d in c.infos] == want
@@ -80,9 +118,10 @@ def test_shared_cores_are_pinned_round_robin_where_the_default_leaves_them_alone
     Cluster.start(n, cluster_id=c.cluster_id)   # the default: more workers than cores, none
     assert [d["pinned"] for d in c.infos] == [None] * n
     assert [set(_cores_by_thread(pid).values()) for pid in c.pids] == [{tuple(cpus)}] * n
+    cluster2.pin_cores(True)
 
 
 def test_a_pin_mode_out_of_range_is_one_line_naming_the_knob():
-    from lab.errors import ConfigError
-    with pytest.raises(ConfigError, match='pin.*True, False or "share"'):
-        Cluster.start(2, pin="yes")
+    for start in (Cluster.start, Cluster.attach):
+        with pytest.raises(ConfigError, match='pin.*True, False or "share"'):
+            start(pin="yes")

@@ -12,6 +12,8 @@ from lab.config import RunConfig
 from lab.errors import ConfigError, WorkerError
 from lab.runs import load_run
 
+pytestmark = pytest.mark.usefixtures("private_claims")   # before any cluster: pins of our own (conftest)
+
 
 def _start(tag: str, workers: int = 3) -> Cluster:
     return Cluster.start(workers, cluster_id=f"h16-{tag}-{os.getpid()}", reuse=False)
