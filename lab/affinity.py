@@ -26,8 +26,7 @@ and 10,360 unpinned, but `async` 13,284 and 13,633 against 15,958 and 16,700, an
 workers come or go (`lab.membership`); where a launcher already bound the engines to different
 cores (MPI, Slurm), it leaves them alone. On this machine it pins only cores that no other live
 cluster holds (`Claims`): two notebooks' clusters, or the test suite's two processes, would
-otherwise pin their engines onto the same cores, where none could move away from the other (a
-chapter's check that async keeps a fast worker busier than sync failed so in a CI run).
+otherwise pin their engines onto the same cores, where none could move away from the other.
 """
 from __future__ import annotations
 
@@ -35,6 +34,8 @@ import contextlib
 import json
 import os
 import re
+import tempfile
+import threading
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Set
 
@@ -70,6 +71,10 @@ def plan(workers: int, cpus: Sequence[int], share: bool = False) -> Optional[Lis
     return None
 
 
+_STARTED_ON: Optional[List[int]] = None   # this process's cores before `pin` first moved it
+_FLOATING: Set[int] = set()                  # threads that run on all of them, pinned or not (`float_thread`)
+
+
 def threads() -> List[int]:
     try:
         return [int(t) for t in os.listdir("/proc/self/task")]
@@ -77,19 +82,57 @@ def threads() -> List[int]:
         return []
 
 
-def pin(cpus: Sequence[int]) -> int:
-    """Every thread of this process onto `cpus` (threads started later inherit it from the thread
-    that starts them). Returns how many threads took it (0 where the system has no affinity)."""
+def started_on() -> Optional[List[int]]:
+    """The cores this process started on (before the lab pinned it)."""
+    return _STARTED_ON if _STARTED_ON is not None else cores_of()
+
+
+def pin(cpus: Optional[Sequence[int]]) -> int:
+    """Every thread of this process onto `cpus` (None: back to the cores it started on), but those
+    that float (`float_thread`): threads started later inherit it from the thread that starts them.
+    Returns how many threads took it (0 where the system has no affinity)."""
+    global _STARTED_ON
     if not hasattr(os, "sched_setaffinity"):
         return 0
+    if _STARTED_ON is None:
+        _STARTED_ON = cores_of()
+    everywhere = set(_STARTED_ON or ())
+    target = set(cpus) if cpus is not None else everywhere
     done = 0
     for tid in threads() or [0]:
         try:
-            os.sched_setaffinity(tid, set(cpus))
+            os.sched_setaffinity(tid, everywhere if tid in _FLOATING else target)
             done += 1
         except OSError:   # a thread that just ended
             pass
     return done
+
+
+def float_thread() -> None:
+    """The calling thread (and the threads it starts) on every core this process started on,
+    however the process is pinned, now and after any re-planning: for a role that is no worker's
+    compute, as the parameter server's (`lab.strategies.server`): its replies should not queue
+    behind rank 0's compute (or a straggling rank 0's) when another core is free, as they would
+    with the server's thread pinned to rank 0's core."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    tid = threading.get_native_id()
+    _FLOATING.add(tid)
+    try:
+        os.sched_setaffinity(tid, set(started_on() or ()))
+    except OSError:
+        pass
+
+
+def settle_thread() -> None:
+    """The calling thread stops floating (it ends, or its role does): forgotten by `pin`."""
+    _FLOATING.discard(threading.get_native_id())
+
+
+def by_thread() -> dict:
+    """This process's Python threads, by name, and the cores each may run on (what a cluster's
+    `apply(lab.affinity.by_thread)` shows of its engines)."""
+    return {t.name: cores_of(t.native_id) for t in threading.enumerate() if t.native_id is not None}
 
 
 def cores_of(tid: int = 0) -> Optional[List[int]]:
@@ -100,21 +143,29 @@ def cores_of(tid: int = 0) -> Optional[List[int]]:
         return None
 
 
+CLAIMS_DIR = Path(tempfile.gettempdir()) / f"lab-affinity-{getattr(os, 'getuid', lambda: 0)()}"
+
+
 class Claims:
     """The cores each live cluster on this machine pinned its engines to: one JSON file per cluster
-    in `directory` (the lab's profile), with its engines' pids; a file whose engines are all gone is
-    stale and goes. Hold the lock (`with claims.locked():`) from reading to holding, so that two
-    clusters planning at once do not take the same cores."""
+    in `directory` (by default one per user and machine, whatever the IPython profile: cores are the
+    machine's), with its engines' pids; a file whose engines are all gone is stale and goes. Hold
+    the lock (`with claims.locked():`) from reading to holding, so that two clusters planning at
+    once do not take the same cores."""
 
-    def __init__(self, directory):
-        self.dir = Path(directory)
+    def __init__(self, directory=None):
+        self.dir = Path(directory or CLAIMS_DIR)
 
     def _file(self, cluster_id: str) -> Path:
         return self.dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", cluster_id) + ".json")
 
     @contextlib.contextmanager
     def locked(self):
-        import fcntl
+        try:
+            import fcntl
+        except ImportError:   # no POSIX locks (and no affinity to pin either): nothing to guard
+            yield self
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / ".lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)

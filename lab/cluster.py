@@ -76,7 +76,7 @@ class Cluster:
     """
     _live: dict = {}   # cluster_id -> Cluster started by this kernel (re-running a cell reuses it)
     claims_dir: Optional[Path] = None   # where clusters on this machine say which cores they hold
-                                        # (lab.affinity.Claims; None: the lab's profile's "affinity")
+                                        # (lab.affinity.Claims; None: its machine-wide default)
 
     def __init__(self, client, ipp_cluster=None, engine_ids: Optional[List[int]] = None, infos=None,
                  cluster_id: str = "", lease: Optional[_Lease] = None, timeout_s: float = 30.0):
@@ -329,7 +329,7 @@ class Cluster:
 
     @property
     def _claims(self) -> "affinity.Claims":
-        return affinity.Claims(Cluster.claims_dir or Cluster._profile_dir() / "affinity")
+        return affinity.Claims(Cluster.claims_dir)
 
     # -- using --------------------------------------------------------------------------------
     @property

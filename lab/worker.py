@@ -157,10 +157,8 @@ def pin_cores(cores: Optional[List[int]]) -> int:
     """Every thread of this engine onto `cores` (None: back to the cores it was started with), as
     `Cluster` plans them (lab.affinity). Returns how many threads took it."""
     from . import affinity
-    STATE.setdefault("cpus", affinity.cores_of())   # before the lab first pinned it
     STATE["pinned"] = list(cores) if cores is not None else None
-    target = cores if cores is not None else STATE["cpus"]
-    return affinity.pin(target) if target else 0
+    return affinity.pin(cores)
 
 
 def info() -> dict:
@@ -172,7 +170,7 @@ def info() -> dict:
     out = {"rank": STATE.get("rank"), "world": STATE.get("world"), "device": device,
            "backend": STATE.get("backend"), "threads": torch.get_num_threads(), "pid": os.getpid(),
            "host": socket.gethostname(), "initialized": dist.is_initialized(),
-           "cuda": torch.cuda.device_count(), "cpus": STATE.get("cpus") or affinity.cores_of(),
+           "cuda": torch.cuda.device_count(), "cpus": affinity.started_on(),
            "pinned": STATE.get("pinned")}
     if device is not None and device.startswith("cuda"):  # its own GPU only: no CUDA context on the others
         out["gpu_free_mb"] = torch.cuda.mem_get_info(torch.device(device))[0] / 2**20

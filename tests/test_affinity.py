@@ -59,6 +59,21 @@ def test_every_engine_thread_runs_on_its_share_and_later_threads_inherit_it(clus
     finally:
         run.stop()
         run.wait(timeout=120)
+    # a parameter server's thread floats on every core while its worker's stay on their share
+    run = cluster2.train(RunConfig(steps=100_000, runs_dir=runs_dir, name="server").replace(strategy="async"))
+    try:
+        deadline, got = time.time() + 60, [{}]
+        while time.time() < deadline and not any(name.startswith("lab-ps") for name in got[0]):
+            run.poll()
+            got = cluster2.apply(affinity.by_thread)
+            time.sleep(0.2)
+        for rank, threads in enumerate(got):
+            servers = {n: c for n, c in threads.items() if n.startswith("lab-ps")}
+            assert list(servers.values()) == ([cpus] if rank == 0 else []), threads
+            assert {tuple(c) for n, c in threads.items() if n not in servers} == {tuple(want[rank])}, threads
+    finally:
+        run.stop()
+        run.wait(timeout=120)
     # asked again without pinning (the same cluster, reused): back on the cores they started with
     same = Cluster.start(2, cluster_id=cluster2.cluster_id, pin=False)
     with pytest.raises(ConfigError, match="pin"):

@@ -25,6 +25,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from .. import affinity
 from ..checkpoints import to_cpu
 from .averaging import pack_state
 from .buckets import flat_params, load_flat, set_grads
@@ -139,12 +140,15 @@ class Serving:
         return self
 
     def _run(self):
+        affinity.float_thread()   # on any free core, not only rank 0's (lab.affinity)
         try:
             if self.ctx.device.type == "cuda":  # CUDA's current device is per thread
                 torch.cuda.set_device(self.ctx.device)
             self.serve()
         except BaseException as e:  # the worker on rank 0 reports it at its next step
             self.error = f"{type(e).__name__}: {e}"
+        finally:
+            affinity.settle_thread()
 
     def serve(self) -> None:
         ctx, comm, srv, out = self.ctx, self.comm, self.server, self.out
