@@ -19,8 +19,8 @@ server of `ps` and `async`, and a fixed split cannot follow that the way the sch
 does. `pin="share"` pins them round robin all the same, which suits equal loads: 4 workers on 2
 cores, round robin and unpinned in turn on one cluster (`scripts/stall-probe.py --workers 4
 --pin share,off --runs 4 --variant V`), `sync` made 14,194 and 13,973 samples/s against 10,683
-and 10,360 unpinned, but `async` 13,284 and 13,633 against 15,958 and 16,700, and `ps` 10,747 and
-10,660 against 12,302 and 11,468.
+and 10,360 unpinned, but `ps` 11,104 and 10,539 against 12,744 and 12,365 (`async`, whose server's
+thread floats, `float_thread`, about even: 14,731 and 14,910 against 15,442 and 14,580).
 
 `lab.cluster.Cluster` plans per host from the cores each engine was started with and re-plans when
 workers come or go (`lab.membership`); where a launcher already bound the engines to different
