@@ -39,6 +39,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Set
 
+from . import slices   # (its `threads`: this process's thread ids)
+
 
 def check_mode(pin) -> None:
     """`pin` as `Cluster.start`, `attach` and `pin_cores` take it: True, False or "share"."""
@@ -75,13 +77,6 @@ _STARTED_ON: Optional[List[int]] = None   # this process's cores before `pin` fi
 _FLOATING: Set[int] = set()                  # threads that run on all of them, pinned or not (`float_thread`)
 
 
-def threads() -> List[int]:
-    try:
-        return [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        return []
-
-
 def started_on() -> Optional[List[int]]:
     """The cores this process started on (before the lab pinned it)."""
     return _STARTED_ON if _STARTED_ON is not None else cores_of()
@@ -99,7 +94,7 @@ def pin(cpus: Optional[Sequence[int]]) -> int:
     everywhere = set(_STARTED_ON or ())
     target = set(cpus) if cpus is not None else everywhere
     done = 0
-    for tid in threads() or [0]:
+    for tid in slices.threads() or [0]:
         try:
             os.sched_setaffinity(tid, everywhere if tid in _FLOATING else target)
             done += 1

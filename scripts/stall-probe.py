@@ -12,11 +12,10 @@ suspects of its stalled steps switched one at a time (issue 15; the bench itself
     .venv/bin/python scripts/stall-probe.py --workers 2 --variant sync           # another row of the bench
 
 Each run trains `sync` with top-k 1% + EF (or --variant, a row of `bench scaling`) on digits with
-the bench's recipe, and prints the busiest
-rank's communication time per step after warm-up (mean, median, 90th percentile), how many
-steps took each whole number of ms, and the run's samples/s (as `bench scaling` counts them): a
-step's exchange either takes its usual fraction of a ms or waits up to a scheduler tick for a core. The driver polls every worker's records every --poll-s
-(`Run.poll`, an ipyparallel request that each engine's main thread answers while training runs in
+the bench's recipe, and prints the busiest rank's communication time per step after warm-up (mean,
+median, 90th percentile), how many steps took each whole number of ms, and the run's samples/s (as
+`bench scaling` counts them): a step's exchange either takes its usual fraction of a ms or waits up
+to a scheduler tick for a core. The driver polls every worker's records every --poll-s (`Run.poll`, an ipyparallel request that each engine's main thread answers while training runs in
 another thread); --switch-ms sets the engines' `sys.setswitchinterval` (how long a thread waiting
 for the GIL lets the holder run); ipyparallel starts its controller in a session of its own (a
 scheduling group of its own, `lab.launchers`), --controller-session same keeps it in ours; the lab

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import affinity
+from lab import affinity, slices
 from lab.errors import ConfigError
 from lab.cluster import Cluster
 from lab.config import RunConfig
@@ -32,7 +32,7 @@ def test_plan_gives_each_engine_an_equal_share_of_its_own_or_nothing():
 
 def _cores_by_thread(pid):
     out = {}
-    for tid in affinity.threads() if pid == os.getpid() else [int(t) for t in os.listdir(f"/proc/{pid}/task")]:
+    for tid in slices.threads(pid):
         try:
             out[tid] = tuple(affinity.cores_of(tid))
         except TypeError:   # a thread that ended
